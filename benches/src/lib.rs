@@ -1,0 +1,1 @@
+//! Benchmarks for kcl live in `benches/` (see BENCHMARKS.md).

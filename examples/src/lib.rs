@@ -1,0 +1,1 @@
+//! Runnable example programs for kcl live in `src/bin/` (see the README).

@@ -1,0 +1,117 @@
+//! A lease: which worker processes a shard, and how far it got.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{HashKeyRange, ShardId, WorkerId};
+use crate::sequence::ExtendedSequenceNumber;
+
+/// One shard's lease, as a [`LeaseStore`](crate::LeaseStore) keeps it.
+///
+/// Two counters with different jobs:
+/// - `counter` is the liveness heartbeat (Java KCL's `leaseCounter`): every
+///   renew and take adds one. An observer calls a lease expired when its
+///   counter has not moved for a lease duration on the observer's own
+///   monotonic clock, so no correctness depends on clocks agreeing.
+/// - `generation` is the fencing token: it changes whenever ownership
+///   changes (take, release, hand-off, admin reset) and never otherwise.
+///   Every write that depends on holding the lease is conditional on
+///   `owner` and `generation` being what the writer holds, so a renew
+///   never makes a concurrent checkpoint fail, and a write whose outcome is
+///   unknown (a timeout) can be retried safely.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    /// The shard, and the lease key.
+    pub shard_id: ShardId,
+    /// The worker holding the lease; `None` when free.
+    pub owner: Option<WorkerId>,
+    /// Liveness counter (Java KCL `leaseCounter`).
+    pub counter: u64,
+    /// Fencing token; changes on every change of ownership.
+    pub generation: u64,
+    /// How far the shard has been processed.
+    pub checkpoint: ExtendedSequenceNumber,
+    /// A prepared (two-phase) checkpoint, if one is pending.
+    pub pending_checkpoint: Option<PendingCheckpoint>,
+    /// Times the lease changed owner since the last checkpoint.
+    pub owner_switches_since_checkpoint: u64,
+    /// Parents of the shard (two for a merge, one for a split, none for an
+    /// original shard).
+    pub parent_shard_ids: Vec<ShardId>,
+    /// Children of the shard, once known (set when the shard ends).
+    pub child_shard_ids: Vec<ShardId>,
+    /// The hash keys the shard serves, if known.
+    pub hash_key_range: Option<HashKeyRange>,
+    /// A worker that asked the owner to hand this lease over (graceful
+    /// rebalancing); cleared by any change of ownership.
+    pub handoff_to: Option<WorkerId>,
+}
+
+impl Lease {
+    /// A new, unowned lease for `shard_id` starting at `checkpoint`, with
+    /// both counters at zero and no lineage.
+    pub fn new(shard_id: ShardId, checkpoint: ExtendedSequenceNumber) -> Self {
+        Lease {
+            shard_id,
+            owner: None,
+            counter: 0,
+            generation: 0,
+            checkpoint,
+            pending_checkpoint: None,
+            owner_switches_since_checkpoint: 0,
+            parent_shard_ids: Vec::new(),
+            child_shard_ids: Vec::new(),
+            hash_key_range: None,
+            handoff_to: None,
+        }
+    }
+
+    /// Builder-style: set the parents.
+    pub fn with_parents(mut self, parents: impl IntoIterator<Item = ShardId>) -> Self {
+        self.parent_shard_ids = parents.into_iter().collect();
+        self
+    }
+
+    /// Builder-style: set the children.
+    pub fn with_children(mut self, children: impl IntoIterator<Item = ShardId>) -> Self {
+        self.child_shard_ids = children.into_iter().collect();
+        self
+    }
+
+    /// Builder-style: set the hash key range.
+    pub fn with_hash_key_range(mut self, range: HashKeyRange) -> Self {
+        self.hash_key_range = Some(range);
+        self
+    }
+
+    /// Whether `worker` holds this lease.
+    pub fn is_owned_by(&self, worker: &WorkerId) -> bool {
+        self.owner.as_ref() == Some(worker)
+    }
+
+    /// Whether the shard has been processed to its end.
+    pub fn is_finished(&self) -> bool {
+        self.checkpoint == ExtendedSequenceNumber::ShardEnd
+    }
+}
+
+/// A prepared checkpoint: a position the processor intends to checkpoint,
+/// with optional application bytes (Java KCL's `pendingCheckpoint` and
+/// `pendingCheckpointState`). The next owner sees it on initialize.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingCheckpoint {
+    /// The position prepared.
+    pub sequence: ExtendedSequenceNumber,
+    /// Application bytes stored with it, opaque to the library.
+    pub state: Option<Vec<u8>>,
+}
+
+/// A worker's heartbeat as the store keeps it. Like a lease's counter, the
+/// `counter` only has meaning as "did it move": a worker is live while its
+/// counter moves within a lease duration of the observer's clock.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerHeartbeat {
+    /// The worker.
+    pub worker_id: WorkerId,
+    /// Incremented by every heartbeat.
+    pub counter: u64,
+}

@@ -1,0 +1,19 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod error;
+mod ids;
+pub mod kpl;
+mod lease;
+mod sequence;
+pub mod retrieval;
+mod store;
+
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+pub use error::{BoxError, Error, Result};
+pub use ids::{ApplicationName, HashKeyRange, ShardId, WorkerId};
+pub use lease::{Lease, PendingCheckpoint, WorkerHeartbeat};
+pub use sequence::{ExtendedSequenceNumber, SequenceNumber};
+pub use store::{CheckpointStore, LeaseStore};

@@ -1,0 +1,161 @@
+//! The conformance suite: the [`LeaseStore`] and [`CheckpointStore`]
+//! contracts as executable checks.
+//!
+//! Each check is a plain `pub async fn` over `&dyn LeaseStore` (or
+//! `&dyn CheckpointStore`) that panics with a clear message when the store
+//! breaks the contract. [`run_all`] runs every one, each on a fresh
+//! namespace from a [`StoreFactory`]; a backend's test is then:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use kcl_core::testkit::conformance::{self, StoreFactory};
+//! use kcl_core::{ApplicationName, CheckpointStore, LeaseStore};
+//! use kcl_store_memory::MemoryStore;
+//!
+//! #[derive(Debug)]
+//! struct Factory(MemoryStore); // a real backend holds the server's address
+//!
+//! #[async_trait::async_trait]
+//! impl StoreFactory for Factory {
+//!     async fn lease_store(&self) -> Arc<dyn LeaseStore> {
+//!         // A fresh, random namespace on the same server.
+//!         Arc::new(self.0.with_application(conformance::random_application()))
+//!     }
+//!     async fn checkpoint_store(&self) -> Arc<dyn CheckpointStore> {
+//!         Arc::new(self.0.with_application(conformance::random_application()))
+//!     }
+//! }
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let server = MemoryStore::new(ApplicationName::new("unused")?);
+//! conformance::run_all(&Factory(server)).await;
+//! # Ok::<(), kcl_core::Error>(()) }).unwrap();
+//! ```
+
+mod checkpoint;
+mod lease;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+pub use checkpoint::*;
+pub use lease::*;
+
+use crate::error::{Error, Result};
+use crate::ids::{ApplicationName, ShardId, WorkerId};
+use crate::store::{CheckpointStore, LeaseStore};
+
+/// Makes stores for the suite: each call returns a store bound to a fresh
+/// application namespace (random name, prefix, schema or table) on the
+/// server under test, so tests run in parallel and never see each other.
+#[async_trait]
+pub trait StoreFactory: Send + Sync {
+    /// A lease store in a namespace no other call returns.
+    async fn lease_store(&self) -> Arc<dyn LeaseStore>;
+    /// A checkpoint store in a namespace no other call returns.
+    async fn checkpoint_store(&self) -> Arc<dyn CheckpointStore>;
+}
+
+/// How many leases [`run_all`] lists in [`list_many_leases`].
+pub const LIST_MANY_COUNT: usize = 10_000;
+
+/// Run the whole suite: every lease-store and checkpoint-store check, each
+/// on fresh stores from `factory`. Panics at the first broken rule.
+pub async fn run_all(factory: &dyn StoreFactory) {
+    run_lease_store_suite(factory).await;
+    run_checkpoint_store_suite(factory).await;
+}
+
+/// Every [`LeaseStore`] check, each on a fresh store.
+pub async fn run_lease_store_suite(factory: &dyn StoreFactory) {
+    macro_rules! check {
+        ($f:ident) => {{
+            eprintln!("conformance: {}", stringify!($f));
+            $f(&*factory.lease_store().await).await;
+        }};
+    }
+    check!(create_if_absent_is_idempotent);
+    check!(concurrent_creates_make_one_lease);
+    check!(missing_leases);
+    check!(concurrent_takers_have_one_winner);
+    check!(take_needs_an_unchanged_snapshot);
+    check!(renew_moves_the_counter_only);
+    check!(fencing_after_takeover);
+    check!(fencing_survives_retake_by_same_worker);
+    check!(checkpoints_never_go_backwards);
+    check!(checkpoint_clears_pending_and_switches);
+    check!(release_frees_the_lease);
+    check!(handoff_to_a_named_worker);
+    check!(request_handoff_reaches_the_owner);
+    check!(pending_checkpoint_round_trips);
+    check!(lineage_round_trips);
+    check!(reset_checkpoint_moves_back_and_fences);
+    check!(delete_is_idempotent);
+    check!(heartbeats);
+    eprintln!("conformance: namespaces_are_isolated");
+    namespaces_are_isolated(&*factory.lease_store().await, &*factory.lease_store().await).await;
+    eprintln!("conformance: list_many_leases");
+    list_many_leases(&*factory.lease_store().await, LIST_MANY_COUNT).await;
+}
+
+/// Every [`CheckpointStore`] check, each on a fresh store.
+pub async fn run_checkpoint_store_suite(factory: &dyn StoreFactory) {
+    macro_rules! check {
+        ($f:ident) => {{
+            eprintln!("conformance: {}", stringify!($f));
+            $f(&*factory.checkpoint_store().await).await;
+        }};
+    }
+    check!(checkpoint_store_round_trips);
+    check!(checkpoint_store_never_goes_backwards);
+    check!(checkpoint_store_concurrent_writers_keep_the_max);
+    eprintln!("conformance: checkpoint_namespaces_are_isolated");
+    checkpoint_namespaces_are_isolated(
+        &*factory.checkpoint_store().await,
+        &*factory.checkpoint_store().await,
+    )
+    .await;
+}
+
+/// A random application name (`kcl-test-` and 16 hex digits) for a fresh
+/// namespace.
+pub fn random_application() -> ApplicationName {
+    use std::hash::{BuildHasher, Hasher};
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    ApplicationName::new(format!("kcl-test-{:016x}", h.finish())).expect("valid name")
+}
+
+pub(crate) fn shard(i: usize) -> ShardId {
+    ShardId::new(format!("shardId-{i:012}")).expect("valid shard id")
+}
+
+pub(crate) fn worker(name: &str) -> WorkerId {
+    WorkerId::new(name).expect("valid worker id")
+}
+
+#[track_caller]
+pub(crate) fn expect_conflict<T: std::fmt::Debug>(result: Result<T>, what: &str) {
+    match result {
+        Err(Error::Conflict { .. }) => {}
+        other => panic!("{what}: expected Error::Conflict, got {other:?}"),
+    }
+}
+
+#[track_caller]
+pub(crate) fn expect_invalid_checkpoint<T: std::fmt::Debug>(result: Result<T>, what: &str) {
+    match result {
+        Err(Error::InvalidCheckpoint(_)) => {}
+        other => panic!("{what}: expected Error::InvalidCheckpoint, got {other:?}"),
+    }
+}
+
+#[track_caller]
+pub(crate) fn expect_missing<T: std::fmt::Debug>(result: Result<T>, what: &str) {
+    match result {
+        Err(Error::NotFound { .. }) | Err(Error::Conflict { .. }) => {}
+        other => panic!("{what}: expected Error::NotFound (or Conflict), got {other:?}"),
+    }
+}
