@@ -8,6 +8,7 @@
 #
 # Extra arguments go to `cargo test` (e.g. `scripts/test-all.sh -p kcl-store-redis`).
 set -euo pipefail
+shopt -s nullglob
 cd "$(dirname "$0")/.."
 
 STATE_DIR="${KCL_TEST_STATE_DIR:-$PWD/target/test-servers}"

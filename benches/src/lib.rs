@@ -1,1 +1,4 @@
-//! Benchmarks for kcl live in `benches/` (see BENCHMARKS.md).
+//! Benchmarks for kcl: one program per figure in `src/bin/`, each printing
+//! its figure as a ratio against a baseline measured in the same run. Run
+//! one with `cargo run --release -p kcl-benches --bin <name>`, all with
+//! `scripts/bench-all.sh`; figures are collected in BENCHMARKS.md.

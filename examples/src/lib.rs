@@ -1,1 +1,2 @@
-//! Runnable example programs for kcl live in `src/bin/` (see the README).
+//! Runnable example programs for kcl: one file per program in `src/bin/`,
+//! run with `cargo run --release -p kcl-examples --bin <name>`.

@@ -5,8 +5,8 @@ mod error;
 mod ids;
 pub mod kpl;
 mod lease;
-mod sequence;
 pub mod retrieval;
+mod sequence;
 mod store;
 
 #[cfg(feature = "testkit")]

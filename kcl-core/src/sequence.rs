@@ -262,7 +262,12 @@ mod tests {
             E::TrimHorizon,
             E::Latest,
             E::ShardEnd,
-            E::at("49590338271490256608559692538361571095921575989136588898".parse().unwrap(), 7),
+            E::at(
+                "49590338271490256608559692538361571095921575989136588898"
+                    .parse()
+                    .unwrap(),
+                7,
+            ),
         ] {
             let (v, sub) = e.to_parts();
             assert_eq!(E::from_parts(&v, sub).unwrap(), e);

@@ -20,9 +20,9 @@ impl MemoryStoreBuilder {
 
     /// Validate and build an empty store.
     pub fn build(self) -> Result<MemoryStore> {
-        let name = self
-            .application
-            .ok_or_else(|| kcl_core::Error::Config("MemoryStore needs an application name".into()))?;
+        let name = self.application.ok_or_else(|| {
+            kcl_core::Error::Config("MemoryStore needs an application name".into())
+        })?;
         Ok(MemoryStore::new(ApplicationName::new(name)?))
     }
 }

@@ -10,7 +10,10 @@ pub(crate) fn not_found(shard_id: &ShardId) -> Error {
 }
 
 pub(crate) fn fenced(shard_id: &ShardId) -> Error {
-    Error::conflict(shard_id.as_str(), "owner or generation changed since the lease was taken")
+    Error::conflict(
+        shard_id.as_str(),
+        "owner or generation changed since the lease was taken",
+    )
 }
 
 pub(crate) fn backwards(

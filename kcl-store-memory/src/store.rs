@@ -65,20 +65,26 @@ impl MemoryStore {
     /// Run `f` on this application's namespace under the lock. Every trait
     /// method is one call of this, which is what makes each one atomic.
     fn with<T>(&self, f: impl FnOnce(&mut Namespace) -> Result<T>) -> Result<T> {
-        let mut all: MutexGuard<'_, _> = self.data.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut all: MutexGuard<'_, _> = self
+            .data
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         f(all.entry(self.application.clone()).or_default())
     }
 }
 
 impl Namespace {
     fn lease(&mut self, shard_id: &ShardId) -> Result<&mut Lease> {
-        self.leases.get_mut(shard_id).ok_or_else(|| not_found(shard_id))
+        self.leases
+            .get_mut(shard_id)
+            .ok_or_else(|| not_found(shard_id))
     }
 
     /// The stored lease, if `held` still holds it (same owner and generation).
     fn held(&mut self, held: &Lease) -> Result<&mut Lease> {
         let lease = self.lease(&held.shard_id)?;
-        if held.owner.is_none() || lease.owner != held.owner || lease.generation != held.generation {
+        if held.owner.is_none() || lease.owner != held.owner || lease.generation != held.generation
+        {
             return Err(fenced(&held.shard_id));
         }
         Ok(lease)
@@ -161,7 +167,10 @@ impl LeaseStore for MemoryStore {
     async fn request_handoff(&self, observed: &Lease, to: &WorkerId) -> Result<()> {
         self.with(|ns| {
             let lease = ns.lease(&observed.shard_id)?;
-            if lease.owner.is_none() || lease.owner != observed.owner || lease.generation != observed.generation {
+            if lease.owner.is_none()
+                || lease.owner != observed.owner
+                || lease.generation != observed.generation
+            {
                 return Err(Error::conflict(
                     observed.shard_id.as_str(),
                     "owner or generation changed since the lease was observed",
@@ -172,7 +181,11 @@ impl LeaseStore for MemoryStore {
         })
     }
 
-    async fn update_checkpoint(&self, held: &Lease, checkpoint: &ExtendedSequenceNumber) -> Result<()> {
+    async fn update_checkpoint(
+        &self,
+        held: &Lease,
+        checkpoint: &ExtendedSequenceNumber,
+    ) -> Result<()> {
         self.with(|ns| {
             let lease = ns.held(held)?;
             not_backwards(&held.shard_id, &lease.checkpoint, checkpoint)?;
@@ -206,7 +219,11 @@ impl LeaseStore for MemoryStore {
         })
     }
 
-    async fn reset_checkpoint(&self, shard_id: &ShardId, checkpoint: &ExtendedSequenceNumber) -> Result<()> {
+    async fn reset_checkpoint(
+        &self,
+        shard_id: &ShardId,
+        checkpoint: &ExtendedSequenceNumber,
+    ) -> Result<()> {
         self.with(|ns| {
             let lease = ns.lease(shard_id)?;
             lease.checkpoint = checkpoint.clone();
@@ -253,7 +270,11 @@ impl CheckpointStore for MemoryStore {
         self.with(|ns| Ok(ns.checkpoints.get(shard_id).cloned()))
     }
 
-    async fn set_checkpoint(&self, shard_id: &ShardId, checkpoint: &ExtendedSequenceNumber) -> Result<()> {
+    async fn set_checkpoint(
+        &self,
+        shard_id: &ShardId,
+        checkpoint: &ExtendedSequenceNumber,
+    ) -> Result<()> {
         self.with(|ns| {
             if let Some(stored) = ns.checkpoints.get(shard_id) {
                 not_backwards(shard_id, stored, checkpoint)?;

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use kcl_core::testkit::conformance::{self, StoreFactory};
 use kcl_core::{
-    ApplicationName, CheckpointStore, ExtendedSequenceNumber, Lease, LeaseStore, PendingCheckpoint, Result,
-    ShardId, WorkerHeartbeat, WorkerId,
+    ApplicationName, CheckpointStore, ExtendedSequenceNumber, Lease, LeaseStore, PendingCheckpoint,
+    Result, ShardId, WorkerHeartbeat, WorkerId,
 };
 use kcl_store_memory::MemoryStore;
 
@@ -38,7 +38,10 @@ async fn memory_store_passes_called_directly() {
     // Not through Arc<dyn …>: the concrete type coerces to &dyn at the call.
     let store = server().with_application(conformance::random_application());
     conformance::fencing_after_takeover(&store).await;
-    conformance::checkpoints_never_go_backwards(&store.with_application(conformance::random_application())).await;
+    conformance::checkpoints_never_go_backwards(
+        &store.with_application(conformance::random_application()),
+    )
+    .await;
     conformance::checkpoint_store_never_goes_backwards(&store).await;
 }
 
@@ -49,7 +52,11 @@ struct Unfenced(MemoryStore);
 
 impl Unfenced {
     async fn current(&self, held: &Lease) -> Result<Lease> {
-        Ok(self.0.get_lease(&held.shard_id).await?.unwrap_or_else(|| held.clone()))
+        Ok(self
+            .0
+            .get_lease(&held.shard_id)
+            .await?
+            .unwrap_or_else(|| held.clone()))
     }
 }
 
@@ -76,19 +83,33 @@ impl LeaseStore for Unfenced {
     async fn request_handoff(&self, observed: &Lease, to: &WorkerId) -> Result<()> {
         self.0.request_handoff(observed, to).await
     }
-    async fn update_checkpoint(&self, held: &Lease, checkpoint: &ExtendedSequenceNumber) -> Result<()> {
-        self.0.update_checkpoint(&self.current(held).await?, checkpoint).await
+    async fn update_checkpoint(
+        &self,
+        held: &Lease,
+        checkpoint: &ExtendedSequenceNumber,
+    ) -> Result<()> {
+        self.0
+            .update_checkpoint(&self.current(held).await?, checkpoint)
+            .await
     }
     async fn prepare_checkpoint(&self, held: &Lease, pending: &PendingCheckpoint) -> Result<()> {
-        self.0.prepare_checkpoint(&self.current(held).await?, pending).await
+        self.0
+            .prepare_checkpoint(&self.current(held).await?, pending)
+            .await
     }
     async fn update_child_shard_ids(&self, held: &Lease, children: &[ShardId]) -> Result<()> {
-        self.0.update_child_shard_ids(&self.current(held).await?, children).await
+        self.0
+            .update_child_shard_ids(&self.current(held).await?, children)
+            .await
     }
     async fn delete_lease(&self, shard_id: &ShardId) -> Result<()> {
         self.0.delete_lease(shard_id).await
     }
-    async fn reset_checkpoint(&self, shard_id: &ShardId, checkpoint: &ExtendedSequenceNumber) -> Result<()> {
+    async fn reset_checkpoint(
+        &self,
+        shard_id: &ShardId,
+        checkpoint: &ExtendedSequenceNumber,
+    ) -> Result<()> {
         self.0.reset_checkpoint(shard_id, checkpoint).await
     }
     async fn heartbeat(&self, worker: &WorkerId) -> Result<()> {
@@ -118,18 +139,29 @@ where
 async fn the_suite_catches_a_store_without_fencing() {
     let broken: Arc<dyn LeaseStore> = Arc::new(Unfenced(server()));
     assert!(
-        check_panics(broken.clone(), |s| async move { conformance::fencing_after_takeover(&*s).await }).await,
+        check_panics(broken.clone(), |s| async move {
+            conformance::fencing_after_takeover(&*s).await
+        })
+        .await,
         "fencing_after_takeover must fail against a store that drops the fencing check"
     );
     let broken: Arc<dyn LeaseStore> = Arc::new(Unfenced(server()));
     assert!(
-        check_panics(broken, |s| async move { conformance::fencing_survives_retake_by_same_worker(&*s).await }).await,
+        check_panics(broken, |s| async move {
+            conformance::fencing_survives_retake_by_same_worker(&*s).await
+        })
+        .await,
         "the ABA check must fail against a store that drops the fencing check"
     );
     // And the same checks pass on the real thing, so the failure above is
     // the broken fencing, not the harness.
     let sound: Arc<dyn LeaseStore> = Arc::new(server());
-    assert!(!check_panics(sound, |s| async move { conformance::fencing_after_takeover(&*s).await }).await);
+    assert!(
+        !check_panics(sound, |s| async move {
+            conformance::fencing_after_takeover(&*s).await
+        })
+        .await
+    );
 }
 
 /// A checkpoint store with the classic bug: it compares checkpoints as
@@ -142,9 +174,16 @@ impl CheckpointStore for StringOrdered {
     async fn get_checkpoint(&self, shard_id: &ShardId) -> Result<Option<ExtendedSequenceNumber>> {
         Ok(self.0.lock().unwrap().get(shard_id).cloned())
     }
-    async fn set_checkpoint(&self, shard_id: &ShardId, checkpoint: &ExtendedSequenceNumber) -> Result<()> {
+    async fn set_checkpoint(
+        &self,
+        shard_id: &ShardId,
+        checkpoint: &ExtendedSequenceNumber,
+    ) -> Result<()> {
         let mut map = self.0.lock().unwrap();
-        if map.get(shard_id).is_some_and(|stored| checkpoint.to_string() < stored.to_string()) {
+        if map
+            .get(shard_id)
+            .is_some_and(|stored| checkpoint.to_string() < stored.to_string())
+        {
             return Err(kcl_core::Error::InvalidCheckpoint("backwards".into()));
         }
         map.insert(shard_id.clone(), checkpoint.clone());
@@ -158,5 +197,8 @@ async fn the_suite_catches_string_ordered_checkpoints() {
         conformance::checkpoint_store_never_goes_backwards(&StringOrdered::default()).await
     })
     .await;
-    assert!(result.is_err_and(|e| e.is_panic()), "string-ordered checkpoints must fail the suite");
+    assert!(
+        result.is_err_and(|e| e.is_panic()),
+        "string-ordered checkpoints must fail the suite"
+    );
 }

@@ -40,7 +40,9 @@ pub struct ShardDescription {
 impl ShardDescription {
     /// The parents (none, one for a split, two for a merge).
     pub fn parents(&self) -> impl Iterator<Item = &ShardId> {
-        self.parent_shard_id.iter().chain(self.adjacent_parent_shard_id.iter())
+        self.parent_shard_id
+            .iter()
+            .chain(self.adjacent_parent_shard_id.iter())
     }
 
     /// Whether the shard is closed: no new records will arrive.
@@ -100,7 +102,11 @@ pub trait ShardSource: Send + Sync + Debug {
     async fn list_shards(&self) -> Result<Vec<ShardDescription>>;
 
     /// Open a reader on `shard_id` at `from`.
-    async fn open_reader(&self, shard_id: &ShardId, from: StartingPosition) -> Result<Box<dyn ShardReader>>;
+    async fn open_reader(
+        &self,
+        shard_id: &ShardId,
+        from: StartingPosition,
+    ) -> Result<Box<dyn ShardReader>>;
 }
 
 /// Reads one shard in order.

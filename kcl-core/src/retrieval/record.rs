@@ -29,7 +29,11 @@ pub struct Record {
 
 impl Record {
     /// A plain (not aggregated) record.
-    pub fn new(sequence_number: SequenceNumber, partition_key: impl Into<String>, data: impl Into<Bytes>) -> Self {
+    pub fn new(
+        sequence_number: SequenceNumber,
+        partition_key: impl Into<String>,
+        data: impl Into<Bytes>,
+    ) -> Self {
         Record {
             sequence_number,
             sub_sequence_number: 0,
