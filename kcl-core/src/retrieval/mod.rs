@@ -7,6 +7,8 @@
 //! - [`ShardSource`] lists a stream's shards and opens a reader on one;
 //! - [`ShardReader`] yields batches of records from one shard, in order.
 
+#[cfg(feature = "kinesis")]
+pub mod kinesis;
 mod record;
 
 use std::fmt::Debug;

@@ -1,0 +1,120 @@
+//! Classifying `aws-sdk-kinesis` errors and mapping them into [`Error`].
+//!
+//! The reader retries what Kinesis documents as transient
+//! (`ProvisionedThroughputExceededException`, `KMSThrottlingException`,
+//! `LimitExceededException`, any 5xx, timeouts and connection failures),
+//! re-seeks on `ExpiredIteratorException`, and gives up on the rest.
+
+use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
+
+use crate::error::{BoxError, Error};
+
+const SERVICE: &str = "kinesis";
+
+/// What a failed call means to the reader.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// Slow down and try again (throughput, KMS or limit throttling).
+    Throttled,
+    /// Transient service or network failure (5xx, timeout, dispatch).
+    Unavailable,
+    /// The shard iterator expired: get a new one and carry on.
+    ExpiredIterator,
+    /// The stream or shard does not exist.
+    NotFound,
+    /// Anything else: not worth retrying.
+    Fatal,
+}
+
+impl Failure {
+    pub(crate) fn is_retryable(self) -> bool {
+        matches!(self, Failure::Throttled | Failure::Unavailable)
+    }
+}
+
+/// Classify an SDK error by its error code and HTTP status.
+pub(crate) fn classify<E, R>(err: &SdkError<E, R>) -> Failure
+where
+    E: ProvideErrorMetadata,
+    R: HasStatus,
+{
+    match err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => return Failure::Unavailable,
+        SdkError::ResponseError(_) => return Failure::Unavailable,
+        SdkError::ConstructionFailure(_) => return Failure::Fatal,
+        _ => {}
+    }
+    match err.code() {
+        Some(
+            "ProvisionedThroughputExceededException"
+            | "KMSThrottlingException"
+            | "LimitExceededException"
+            | "ThrottlingException"
+            | "Throttling"
+            | "RequestLimitExceeded"
+            | "TooManyRequestsException",
+        ) => return Failure::Throttled,
+        Some("ExpiredIteratorException") => return Failure::ExpiredIterator,
+        Some("ResourceNotFoundException") => return Failure::NotFound,
+        Some("InternalFailureException" | "ServiceUnavailable" | "ServiceUnavailableException") => {
+            return Failure::Unavailable;
+        }
+        _ => {}
+    }
+    match err.raw_response().map(HasStatus::status) {
+        Some(429) => Failure::Throttled,
+        Some(status) if status >= 500 => Failure::Unavailable,
+        _ => Failure::Fatal,
+    }
+}
+
+/// Lets [`classify`] read the HTTP status of the raw response.
+pub(crate) trait HasStatus {
+    fn status(&self) -> u16;
+}
+
+impl HasStatus for aws_sdk_kinesis::config::http::HttpResponse {
+    fn status(&self) -> u16 {
+        self.status().as_u16()
+    }
+}
+
+/// Map an SDK error into the crate's [`Error`]; `what` names the stream or
+/// shard for a not-found error.
+pub(crate) fn map_error<E, R>(err: SdkError<E, R>, what: &str) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: HasStatus + std::fmt::Debug + Send + Sync + 'static,
+{
+    let failure = classify(&err);
+    let source: BoxError = Box::new(err);
+    match failure {
+        Failure::Throttled => Error::Throttled {
+            service: SERVICE,
+            source: Some(source),
+        },
+        Failure::Unavailable => Error::Unavailable {
+            service: SERVICE,
+            source: Some(source),
+        },
+        Failure::NotFound => Error::NotFound {
+            what: format!("{what}: {}", display_chain(&*source)),
+        },
+        Failure::ExpiredIterator | Failure::Fatal => Error::Generic {
+            store: SERVICE,
+            source,
+        },
+    }
+}
+
+/// The error with its causes, as the SDK's `DisplayErrorContext` shows it.
+fn display_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut next = err.source();
+    while let Some(cause) = next {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    out
+}

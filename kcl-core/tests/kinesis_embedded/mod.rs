@@ -1,0 +1,180 @@
+//! An embedded Kinesis endpoint: the `ferrokinesis` emulator served over
+//! plain HTTP/1.1 on a `127.0.0.1` port, in this process.
+//!
+//! ferrokinesis' own `serve_plain_http` needs its `server` feature, which
+//! pulls OpenTelemetry and more; with the lighter `rt` feature the crate
+//! gives its store, validation and action dispatch, and this file adds the
+//! few lines of HTTP/1.1 (keep-alive, `Content-Length` bodies) the AWS SDK
+//! speaks to it. It skips request signing checks. Shared by the kcl-core
+//! tests, the demo and the drain benchmark (they include it by `#[path]`).
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+
+use ferrokinesis::actions::{Operation, dispatch};
+use ferrokinesis::error::KinesisErrorResponse;
+use ferrokinesis::store::{Store, StoreOptions};
+use ferrokinesis::validation::{FieldDef, check_types, check_validations};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+/// A running embedded endpoint; stops when dropped.
+#[derive(Debug)]
+pub struct EmbeddedKinesis {
+    /// `http://127.0.0.1:<port>`.
+    pub endpoint: String,
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl Drop for EmbeddedKinesis {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Options for tests: streams become ACTIVE at once, room for 50 shards.
+pub fn fast_options() -> StoreOptions {
+    StoreOptions {
+        create_stream_ms: 0,
+        delete_stream_ms: 0,
+        update_stream_ms: 0,
+        shard_limit: 50,
+        ..StoreOptions::default()
+    }
+}
+
+/// Start serving a fresh emulator store on a free loopback port.
+pub async fn start(options: StoreOptions) -> std::io::Result<EmbeddedKinesis> {
+    let (_router, store) = ferrokinesis::create_app(options);
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        let mut connections = tokio::task::JoinSet::new();
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let Ok((stream, _)) = accepted else { continue };
+                    let _ = stream.set_nodelay(true);
+                    connections.spawn(serve_connection(stream, store.clone()));
+                }
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            }
+        }
+    });
+    Ok(EmbeddedKinesis {
+        endpoint: format!("http://{addr}"),
+        addr,
+        task,
+    })
+}
+
+async fn serve_connection(stream: TcpStream, store: Store) {
+    let (read, mut write) = stream.into_split();
+    let mut read = BufReader::new(read);
+    let mut line = String::new();
+    loop {
+        // Request line.
+        line.clear();
+        match read.read_line(&mut line).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let mut content_length = 0usize;
+        let mut target = String::new();
+        loop {
+            line.clear();
+            match read.read_line(&mut line).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            let header = line.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = header.split_once(':') {
+                let value = value.trim();
+                if name.eq_ignore_ascii_case("content-length") {
+                    content_length = value.parse().unwrap_or(0);
+                } else if name.eq_ignore_ascii_case("x-amz-target") {
+                    target = value.to_owned();
+                }
+            }
+        }
+        let mut body = vec![0u8; content_length];
+        if read.read_exact(&mut body).await.is_err() {
+            return;
+        }
+        let (status, error_type, payload) = handle(&store, &target, &body).await;
+        let mut head = format!(
+            "HTTP/1.1 {status} {}\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\nx-amzn-RequestId: embedded\r\n",
+            if status == 200 { "OK" } else { "Error" },
+            payload.len()
+        );
+        if let Some(error_type) = error_type {
+            head.push_str(&format!("x-amzn-ErrorType: {error_type}\r\n"));
+        }
+        head.push_str("\r\n");
+        if write.write_all(head.as_bytes()).await.is_err()
+            || write.write_all(payload.as_bytes()).await.is_err()
+        {
+            return;
+        }
+    }
+}
+
+async fn handle(store: &Store, target: &str, body: &[u8]) -> (u16, Option<String>, String) {
+    let operation = target
+        .strip_prefix("Kinesis_20131202.")
+        .and_then(|op| op.parse::<Operation>().ok());
+    let Some(operation) = operation else {
+        return error(&KinesisErrorResponse::client_error(
+            "UnknownOperationException",
+            None,
+        ));
+    };
+    let Some(data) = std::str::from_utf8(body).ok().and_then(|s| s.parse().ok()) else {
+        return error(&KinesisErrorResponse::client_error(
+            "SerializationException",
+            None,
+        ));
+    };
+    let rules = operation.validation_rules();
+    let fields: Vec<(&str, &FieldDef)> = rules.iter().map(|(k, v)| (*k, v)).collect();
+    let data = match check_types(&data, &fields) {
+        Ok(d) => d,
+        Err(e) => return error(&e),
+    };
+    if let Err(e) = check_validations(&data, &fields, None) {
+        return error(&e);
+    }
+    match dispatch(store, operation, data).await {
+        Ok(Some(value)) => (200, None, value.to_string()),
+        Ok(None) => (200, None, String::new()),
+        Err(e) => error(&e),
+    }
+}
+
+fn error(e: &KinesisErrorResponse) -> (u16, Option<String>, String) {
+    let message = e.body.message.as_deref().unwrap_or("");
+    let escaped: String = message
+        .chars()
+        .flat_map(|c| match c {
+            '"' => vec!['\\', '"'],
+            '\\' => vec!['\\', '\\'],
+            c if c.is_control() => vec![' '],
+            c => vec![c],
+        })
+        .collect();
+    (
+        e.status_code,
+        Some(e.body.error_type.clone()),
+        format!(
+            "{{\"__type\":\"{}\",\"message\":\"{escaped}\"}}",
+            e.body.error_type
+        ),
+    )
+}
