@@ -3,10 +3,14 @@
 //! - [`conformance`]: the suite every [`LeaseStore`](crate::LeaseStore) and
 //!   [`CheckpointStore`](crate::CheckpointStore) backend must pass against a
 //!   real server.
+//! - [`FakeStream`]: an in-memory Kinesis stream (splits, merges, iterator
+//!   expiry, injected faults) to run the engine and your processors on.
 //! - [`server_from_env`]: how server-backed tests find their server, and
 //!   skip (or, in CI, fail) without one.
 
 pub mod conformance;
+pub mod fake_stream;
 mod servers;
 
+pub use fake_stream::{FakeRecord, FakeStream, FakeStreamConfig, FakeStreamStats, Fault};
 pub use servers::server_from_env;
