@@ -1,4 +1,106 @@
-//! Redis lease and checkpoint store for kcl.
+//! A Redis [`LeaseStore`](kcl_core::LeaseStore) and
+//! [`CheckpointStore`](kcl_core::CheckpointStore) for kcl.
 //!
-//! **Not implemented yet**: this crate is a placeholder that reserves its
-//! place in the workspace; issue #5 fills it. It exports nothing.
+//! `RedisStore` keeps one application's leases, worker heartbeats and
+//! checkpoints in Redis (5 or later, standalone, Sentinel-managed or
+//! Cluster). Every compare-and-set (create, take, renew, release, hand-off,
+//! checkpoint, prepare, child ids, reset) is one Lua script, kept as a
+//! `.lua` file in `src/scripts/`, so its condition and its write are one
+//! atomic step on the server. It keeps the whole store contract and passes
+//! `kcl_core::testkit::conformance` against a real `redis-server`.
+//!
+//! # Quick start
+//!
+//! ```no_run
+//! use kcl_core::{ExtendedSequenceNumber, Lease, LeaseStore, ShardId, WorkerId};
+//! use kcl_store_redis::RedisStore;
+//!
+//! # async fn demo() -> kcl_core::Result<()> {
+//! let store = RedisStore::builder()
+//!     .url("redis://127.0.0.1:6379")
+//!     .application("orders-consumer")
+//!     .build()
+//!     .await?;
+//! let lease = Lease::new(ShardId::new("shardId-000000000000")?, ExtendedSequenceNumber::TrimHorizon);
+//! store.create_lease_if_absent(&lease).await?;
+//! let held = store.take_lease(&lease, &WorkerId::new("worker-1")?).await?;
+//! store.update_checkpoint(&held, &ExtendedSequenceNumber::at("42".parse()?, 0)).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Or hand it a [`ConnectionManager`](redis::aio::ConnectionManager) you
+//! already have with [`RedisStoreBuilder::connection`].
+//!
+//! # Key layout
+//!
+//! Every key starts with the hash tag `{<prefix>:<application>}` (prefix
+//! `kcl` unless [`RedisStoreBuilder::key_prefix`] says otherwise):
+//!
+//! | key | type | holds |
+//! | --- | --- | --- |
+//! | `{kcl:app}:lease:<shard id>` | hash | one lease |
+//! | `{kcl:app}:leases` | set | the shard ids that have a lease |
+//! | `{kcl:app}:workers` | hash | worker id → heartbeat counter |
+//! | `{kcl:app}:checkpoint:<shard id>` | hash | a `CheckpointStore` checkpoint |
+//!
+//! A lease hash has the fields `shard_id`, `owner`, `counter`,
+//! `generation`, `checkpoint` and `checkpoint_sub` (the sequence number or
+//! sentinel, Java KCL style), `pending_checkpoint`,
+//! `pending_checkpoint_sub`, `pending_state`, `owner_switches`,
+//! `parent_shard_ids` and `child_shard_ids` (newline-separated),
+//! `hash_key_start` and `hash_key_end` (decimal), and `handoff_to`; absent
+//! optional values are absent fields. Sequence numbers stay decimal strings
+//! everywhere and the scripts compare them by length, then digit by digit,
+//! so 56-digit Kinesis sequence numbers compare exactly. Listing walks the
+//! index with `SSCAN` and reads each page of 1,000 leases in one pipelined
+//! round trip.
+//!
+//! # Redis Cluster
+//!
+//! The hash tag puts all of one application's keys in one slot, so every
+//! script (which names at most a lease and the lease index, both in
+//! `KEYS`) is legal under Cluster's key-slot rules, and `MOVED`/`ASK`
+//! never split one operation. Different applications land in different
+//! slots. This crate connects through
+//! [`ConnectionManager`](redis::aio::ConnectionManager), which talks to one
+//! node: against a cluster, point it at the node that serves the
+//! application's slot (`CLUSTER KEYSLOT "{kcl:app}"`) or put a
+//! cluster-aware proxy in front; a `MOVED` reply is reported as
+//! [`Error::Generic`](kcl_core::Error::Generic), never retried blindly.
+//!
+//! # Failures
+//!
+//! A server that is down, restarting, loading its data or failing over
+//! makes calls fail with the retryable
+//! [`Error::Unavailable`](kcl_core::Error::Unavailable) within the
+//! configured timeouts (never hanging); the connection is re-established
+//! on its own and the same store works again once the server is back.
+//! Scripts are reloaded automatically after a restart empties the script
+//! cache. How much survives a restart is the server's persistence setting
+//! (use `appendonly yes` with `appendfsync always` to lose no acknowledged
+//! checkpoint).
+//!
+//! # Features
+//!
+//! - `tls` (off by default): `rediss://` URLs, through rustls with the
+//!   aws-lc-rs provider and the platform's root certificates. Without it a
+//!   `rediss://` URL is an [`Error::Config`](kcl_core::Error::Config) that
+//!   names the feature. Passwords (`redis://user:password@host`) work
+//!   either way and never appear in `Debug` or error messages.
+
+mod codec;
+mod config;
+mod error;
+mod keys;
+mod scripts;
+mod store;
+
+pub use config::{
+    DEFAULT_CONNECTION_TIMEOUT, DEFAULT_KEY_PREFIX, DEFAULT_RESPONSE_TIMEOUT, RedisStoreBuilder,
+};
+pub use store::RedisStore;
+
+/// The redis crate this store is built on, for building a
+/// [`ConnectionManager`](redis::aio::ConnectionManager) to pass to
+/// [`RedisStoreBuilder::connection`].
+pub use redis;

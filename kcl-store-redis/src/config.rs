@@ -1,0 +1,332 @@
+//! Building a [`RedisStore`].
+
+use std::time::Duration;
+
+use kcl_core::{ApplicationName, Error, Result};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use crate::error::from_redis;
+use crate::store::RedisStore;
+
+/// Default prefix of every key (see [`RedisStoreBuilder::key_prefix`]).
+pub const DEFAULT_KEY_PREFIX: &str = "kcl";
+/// Default bound on one connection attempt.
+pub const DEFAULT_CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default bound on waiting for one reply.
+pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How many times the connection manager retries a lost connection before
+/// a waiting call fails (it tries again on the next call).
+const RECONNECT_RETRIES: usize = 2;
+
+/// Builder for [`RedisStore`]: where the server is, and which application
+/// namespace the store acts in.
+///
+/// ```no_run
+/// # async fn demo() -> kcl_core::Result<()> {
+/// use kcl_store_redis::RedisStore;
+/// let store = RedisStore::builder()
+///     .url("redis://:secret@127.0.0.1:6379/0")
+///     .application("orders-consumer")
+///     .build()
+///     .await?;
+/// // The password never shows in `Debug`.
+/// assert!(!format!("{store:?}").contains("secret"));
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisStoreBuilder {
+    url: Option<String>,
+    connection: Option<ConnectionManager>,
+    application: Option<String>,
+    key_prefix: String,
+    connection_timeout: Duration,
+    response_timeout: Duration,
+}
+
+impl Default for RedisStoreBuilder {
+    fn default() -> Self {
+        RedisStoreBuilder {
+            url: None,
+            connection: None,
+            application: None,
+            key_prefix: DEFAULT_KEY_PREFIX.to_string(),
+            connection_timeout: DEFAULT_CONNECTION_TIMEOUT,
+            response_timeout: DEFAULT_RESPONSE_TIMEOUT,
+        }
+    }
+}
+
+impl std::fmt::Debug for RedisStoreBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStoreBuilder")
+            .field("url", &self.url.as_deref().map(redact_url))
+            .field(
+                "connection",
+                &self.connection.as_ref().map(|_| "<ConnectionManager>"),
+            )
+            .field("application", &self.application)
+            .field("key_prefix", &self.key_prefix)
+            .field("connection_timeout", &self.connection_timeout)
+            .field("response_timeout", &self.response_timeout)
+            .finish()
+    }
+}
+
+impl RedisStoreBuilder {
+    /// The server's URL: `redis://[[user]:password@]host[:port][/db]`,
+    /// `rediss://…` for TLS (feature `tls`), or `redis+unix:///path`.
+    /// Either this or [`connection`](Self::connection) is required.
+    pub fn url(mut self, url: impl Into<String>) -> Self {
+        self.url = Some(url.into());
+        self
+    }
+
+    /// Use a connection you already have (for example one shared with the
+    /// rest of your application) instead of a URL. Its own timeouts and
+    /// reconnection settings apply; [`connection_timeout`](Self::connection_timeout)
+    /// and [`response_timeout`](Self::response_timeout) are then unused.
+    pub fn connection(mut self, connection: ConnectionManager) -> Self {
+        self.connection = Some(connection);
+        self
+    }
+
+    /// The application namespace. Required; see [`ApplicationName`] for
+    /// the rules.
+    pub fn application(mut self, name: impl Into<String>) -> Self {
+        self.application = Some(name.into());
+        self
+    }
+
+    /// The first part of every key's hash tag, `{<prefix>:<application>}`.
+    /// Default `"kcl"`. 1 to 128 printable characters, no braces.
+    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.key_prefix = prefix.into();
+        self
+    }
+
+    /// Bound on one connection attempt. Default 5 s.
+    pub fn connection_timeout(mut self, timeout: Duration) -> Self {
+        self.connection_timeout = timeout;
+        self
+    }
+
+    /// Bound on waiting for one reply; a call that passes it fails with
+    /// the retryable [`Error::Unavailable`]. Default 5 s.
+    pub fn response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout = timeout;
+        self
+    }
+
+    /// Validate, connect and build. A server that cannot be reached is the
+    /// retryable [`Error::Unavailable`]; bad settings are
+    /// [`Error::Config`], found before anything is sent.
+    pub async fn build(self) -> Result<RedisStore> {
+        let application = self
+            .application
+            .ok_or_else(|| Error::Config("RedisStore needs an application name".into()))?;
+        let application = ApplicationName::new(application)?;
+        validate_prefix(&self.key_prefix)?;
+        for (name, timeout) in [
+            ("connection_timeout", self.connection_timeout),
+            ("response_timeout", self.response_timeout),
+        ] {
+            if timeout.is_zero() {
+                return Err(Error::Config(format!("RedisStore {name} must not be zero")));
+            }
+        }
+        let (connection, endpoint) = match (self.url, self.connection) {
+            (Some(_), Some(_)) => {
+                return Err(Error::Config(
+                    "RedisStore takes a URL or a connection, not both".into(),
+                ));
+            }
+            (None, None) => {
+                return Err(Error::Config(
+                    "RedisStore needs a URL or a connection".into(),
+                ));
+            }
+            (None, Some(connection)) => (connection, "<connection>".to_string()),
+            (Some(url), None) => {
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(self.connection_timeout))
+                    .set_response_timeout(Some(self.response_timeout))
+                    .set_number_of_retries(RECONNECT_RETRIES)
+                    .set_min_delay(Duration::from_millis(50))
+                    .set_max_delay(Duration::from_millis(500));
+                (connect(&url, config).await?, redact_url(&url))
+            }
+        };
+        Ok(RedisStore::new(
+            connection,
+            application,
+            &self.key_prefix,
+            endpoint,
+        ))
+    }
+}
+
+async fn connect(url: &str, config: ConnectionManagerConfig) -> Result<ConnectionManager> {
+    let shown = redact_url(url);
+    if url.starts_with("rediss://") {
+        tls_ready(&shown)?;
+    }
+    // The client's parse error is not shown: it could echo the password.
+    let client = redis::Client::open(url)
+        .map_err(|e| Error::Config(format!("invalid Redis URL {shown} ({})", e.category())))?;
+    ConnectionManager::new_with_config(client, config)
+        .await
+        .map_err(from_redis)
+}
+
+#[cfg(feature = "tls")]
+fn tls_ready(_shown: &str) -> Result<()> {
+    // rustls needs one process-wide crypto provider; when the build enables
+    // more than one (other crates may), it cannot pick one itself. Another
+    // library may have installed one already, which is fine.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    Ok(())
+}
+
+#[cfg(not(feature = "tls"))]
+fn tls_ready(shown: &str) -> Result<()> {
+    Err(Error::Config(format!(
+        "{shown} uses TLS: enable the `tls` feature of kcl-store-redis"
+    )))
+}
+
+fn validate_prefix(prefix: &str) -> Result<()> {
+    let bad = |why: &str| Err(Error::Config(format!("key prefix {prefix:?}: {why}")));
+    if prefix.is_empty() || prefix.len() > 128 {
+        return bad("must be 1 to 128 bytes");
+    }
+    if prefix.contains(['{', '}']) {
+        return bad("must not contain braces (they delimit the cluster hash tag)");
+    }
+    if prefix.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return bad("must not contain whitespace or control characters");
+    }
+    Ok(())
+}
+
+/// `url` with any password (in the user info, or a `pass`/`password`
+/// query parameter) replaced by `***`, for logs and `Debug`.
+pub(crate) fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return "<unparsed url>".to_string();
+    };
+    let (scheme, rest) = url.split_at(scheme_end + 3);
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    let authority = match authority.rfind('@') {
+        Some(at) => {
+            let (user_info, host) = authority.split_at(at);
+            match user_info.find(':') {
+                Some(colon) => format!("{}:***{host}", &user_info[..colon]),
+                // `redis://secret@host` is read as a username by some
+                // clients and a password by others: hide it either way.
+                None => format!("***{host}"),
+            }
+        }
+        None => authority.to_string(),
+    };
+    let path = match path.find('?') {
+        Some(q) if path[q..].to_ascii_lowercase().contains("pass") => {
+            format!("{}?***", &path[..q])
+        }
+        _ => path.to_string(),
+    };
+    format!("{scheme}{authority}{path}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_show() {
+        for (url, shown) in [
+            (
+                "redis://:hunter2@127.0.0.1:6379/0",
+                "redis://:***@127.0.0.1:6379/0",
+            ),
+            (
+                "rediss://app:hunter2@cache.example:6380",
+                "rediss://app:***@cache.example:6380",
+            ),
+            ("redis://hunter2@host", "redis://***@host"),
+            ("redis://a:b:hunter2@host/1", "redis://a:***@host/1"),
+            (
+                "redis+unix:///run/redis.sock?db=1&pass=hunter2",
+                "redis+unix:///run/redis.sock?***",
+            ),
+            ("redis://127.0.0.1:6379", "redis://127.0.0.1:6379"),
+            ("hunter2", "<unparsed url>"),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+            assert!(!redact_url(url).contains("hunter2"));
+        }
+        let builder = RedisStoreBuilder::default().url("redis://u:hunter2@h:1");
+        let debug = format!("{builder:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(debug.contains("u:***@h:1"), "{debug}");
+    }
+
+    #[tokio::test]
+    async fn bad_settings_are_config_errors() {
+        let config = |b: RedisStoreBuilder| async move {
+            match b.build().await {
+                Err(Error::Config(msg)) => msg,
+                other => panic!("expected Error::Config, got {other:?}"),
+            }
+        };
+        let base = || RedisStoreBuilder::default().url("redis://127.0.0.1:1");
+        assert!(config(base()).await.contains("application"));
+        config(base().application("a b")).await;
+        assert!(
+            config(base().application("app").key_prefix("a{b}"))
+                .await
+                .contains("braces")
+        );
+        config(base().application("app").key_prefix("")).await;
+        config(base().application("app").response_timeout(Duration::ZERO)).await;
+        assert!(
+            config(RedisStoreBuilder::default().application("app"))
+                .await
+                .contains("URL")
+        );
+        let msg = config(
+            RedisStoreBuilder::default()
+                .application("app")
+                .url("nonsense://:hunter2@x"),
+        )
+        .await;
+        assert!(!msg.contains("hunter2"), "{msg}");
+    }
+
+    #[cfg(not(feature = "tls"))]
+    #[tokio::test]
+    async fn tls_without_the_feature_names_it() {
+        let err = RedisStoreBuilder::default()
+            .application("app")
+            .url("rediss://:hunter2@127.0.0.1:1")
+            .build()
+            .await
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("`tls` feature"), "{msg}");
+        assert!(!msg.contains("hunter2"), "{msg}");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_server_is_retryable() {
+        // Port 1 on loopback: nothing listens, the connection is refused.
+        let err = RedisStoreBuilder::default()
+            .application("app")
+            .url("redis://127.0.0.1:1")
+            .connection_timeout(Duration::from_secs(1))
+            .build()
+            .await
+            .unwrap_err();
+        assert!(err.is_retryable(), "{err:?}");
+    }
+}

@@ -1,0 +1,138 @@
+//! The store contract, proven against a real Redis server
+//! (`KCL_TEST_REDIS_URL`; `scripts/test-all.sh` starts one).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use kcl_core::testkit::conformance::{self, StoreFactory};
+use kcl_core::testkit::server_from_env;
+use kcl_core::{CheckpointStore, ExtendedSequenceNumber, Lease, LeaseStore, ShardId, WorkerId};
+use kcl_store_redis::RedisStore;
+
+#[derive(Debug)]
+struct Factory {
+    url: String,
+}
+
+impl Factory {
+    /// A store in a fresh namespace: a random application name and, so a
+    /// failed run leaves nothing that could meet a later one, a random
+    /// key prefix too.
+    async fn store(&self) -> RedisStore {
+        let application = conformance::random_application();
+        RedisStore::builder()
+            .url(&self.url)
+            .application(application.as_str())
+            .key_prefix(format!("kcl-test-{}", &application.as_str()[9..]))
+            .build()
+            .await
+            .expect("connect to KCL_TEST_REDIS_URL")
+    }
+}
+
+#[async_trait]
+impl StoreFactory for Factory {
+    async fn lease_store(&self) -> Arc<dyn LeaseStore> {
+        Arc::new(self.store().await)
+    }
+    async fn checkpoint_store(&self) -> Arc<dyn CheckpointStore> {
+        Arc::new(self.store().await)
+    }
+}
+
+fn server() -> Option<Factory> {
+    server_from_env("KCL_TEST_REDIS_URL").map(|url| Factory { url })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_suite() {
+    let Some(factory) = server() else { return };
+    conformance::run_all(&factory).await;
+}
+
+/// Two stores with the same application but different prefixes are
+/// separate namespaces; the same prefix and application share data.
+#[tokio::test]
+async fn key_prefix_separates_namespaces() {
+    let Some(factory) = server() else { return };
+    let one = factory.store().await;
+    let same = one.with_application(one.application().clone());
+    let other_prefix = RedisStore::builder()
+        .url(&factory.url)
+        .application(one.application().as_str())
+        .key_prefix("kcl-other-prefix")
+        .build()
+        .await
+        .unwrap();
+    let lease = Lease::new(
+        ShardId::new("shardId-000000000001").unwrap(),
+        ExtendedSequenceNumber::TrimHorizon,
+    );
+    assert!(one.create_lease_if_absent(&lease).await.unwrap());
+    assert_eq!(
+        same.get_lease(&lease.shard_id).await.unwrap(),
+        Some(lease.clone())
+    );
+    assert_eq!(other_prefix.get_lease(&lease.shard_id).await.unwrap(), None);
+    assert!(!same.hash_tag().is_empty() && same.hash_tag() == one.hash_tag());
+    one.delete_lease(&lease.shard_id).await.unwrap();
+}
+
+/// The store's `Debug` never shows the URL's password, and a wrong
+/// password is a plain (not retryable) error.
+#[tokio::test]
+async fn password_is_redacted_and_a_wrong_one_is_not_retryable() {
+    let Some(factory) = server() else { return };
+    let store = factory.store().await;
+    assert!(format!("{store:?}").contains("127.0.0.1"));
+
+    let with_password = factory
+        .url
+        .replacen("redis://", "redis://:hunter2-not-the-password@", 1);
+    let err = RedisStore::builder()
+        .url(&with_password)
+        .application("kcl-test-auth")
+        .build()
+        .await
+        .expect_err("the test server has no password");
+    assert!(!err.is_retryable(), "{err:?}");
+    assert!(!format!("{err:?} {err}").contains("hunter2"), "{err:?}");
+}
+
+/// Stored sequence numbers compare as numbers in the scripts even when
+/// they differ only deep inside 56 digits, and sub-sequence numbers beyond
+/// 2^53 (where a Lua number would round) keep their order.
+#[tokio::test]
+async fn sequence_numbers_compare_exactly_in_lua() {
+    let Some(factory) = server() else { return };
+    let store = factory.store().await;
+    let shard = ShardId::new("shardId-000000000009").unwrap();
+    let at = |s: &str, sub: u64| ExtendedSequenceNumber::at(s.parse().unwrap(), sub);
+    let big = "49590338271490256608559692538361571095921575989136588898";
+    store
+        .set_checkpoint(&shard, &at(big, u64::MAX - 1))
+        .await
+        .unwrap();
+    store
+        .set_checkpoint(&shard, &at(big, u64::MAX))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .set_checkpoint(&shard, &at(big, u64::MAX - 1))
+            .await
+            .is_err(),
+        "u64::MAX - 1 after u64::MAX must be refused (doubles cannot tell them apart)"
+    );
+    let lease = Lease::new(shard.clone(), at(big, 0));
+    assert!(store.create_lease_if_absent(&lease).await.unwrap());
+    let held = store
+        .take_lease(&lease, &WorkerId::new("w").unwrap())
+        .await
+        .unwrap();
+    let lower = "49590338271490256608559692538361570095921575989136588898";
+    assert!(matches!(
+        store.update_checkpoint(&held, &at(lower, 0)).await,
+        Err(kcl_core::Error::InvalidCheckpoint(_))
+    ));
+}
