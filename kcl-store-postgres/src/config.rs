@@ -1,0 +1,398 @@
+//! Building a [`PostgresStore`]: where the server is, which application
+//! namespace, and which schema and tables.
+//!
+//! Schema and table names cannot be bound as query parameters, so they are
+//! spliced into the SQL text; that is safe only because every name is
+//! validated against [`IDENTIFIER_RULE`] here, before anything is sent, and
+//! is then double-quoted.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use kcl_core::{ApplicationName, Error, Result};
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+use crate::store::PostgresStore;
+
+/// The rule every schema and table name must match: a lower-case letter or
+/// underscore, then up to 62 lower-case letters, digits or underscores
+/// (`^[a-z_][a-z0-9_]{0,62}$`, which fits PostgreSQL's 63-byte limit and
+/// needs no case folding).
+pub const IDENTIFIER_RULE: &str = "^[a-z_][a-z0-9_]{0,62}$";
+
+/// A schema or table name that matched [`IDENTIFIER_RULE`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Identifier(String);
+
+impl Identifier {
+    pub(crate) fn new(what: &str, name: &str) -> Result<Self> {
+        let bytes = name.as_bytes();
+        let valid = !bytes.is_empty()
+            && bytes.len() <= 63
+            && (bytes[0].is_ascii_lowercase() || bytes[0] == b'_')
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_');
+        if !valid {
+            return Err(Error::Config(format!(
+                "{what} name {name:?} must match {IDENTIFIER_RULE}"
+            )));
+        }
+        Ok(Identifier(name.to_owned()))
+    }
+
+    /// The name as written.
+    pub(crate) fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The name double-quoted for SQL. The rule admits no quote, so no
+    /// escaping is needed.
+    pub(crate) fn quoted(&self) -> String {
+        format!("\"{}\"", self.0)
+    }
+}
+
+/// The validated schema and table names a store uses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Tables {
+    pub(crate) schema: Identifier,
+    pub(crate) leases: Identifier,
+    pub(crate) workers: Identifier,
+    pub(crate) checkpoints: Identifier,
+}
+
+impl Tables {
+    /// `"schema"."table"`.
+    pub(crate) fn qualified(&self, table: &Identifier) -> String {
+        format!("{}.{}", self.schema.quoted(), table.quoted())
+    }
+}
+
+/// Where the connection pool comes from.
+#[derive(Clone, Default)]
+enum Source {
+    #[default]
+    Unset,
+    Url(String),
+    Options(Box<PgConnectOptions>),
+    Pool(PgPool),
+}
+
+/// Builder for [`PostgresStore`].
+///
+/// | setting | default |
+/// | --- | --- |
+/// | [`url`](Self::url) / [`connect_options`](Self::connect_options) / [`pool`](Self::pool) | required (one of them) |
+/// | [`application`](Self::application) | required |
+/// | [`schema`](Self::schema) | `"kcl"` |
+/// | [`leases_table`](Self::leases_table) | `"leases"` |
+/// | [`workers_table`](Self::workers_table) | `"workers"` |
+/// | [`checkpoints_table`](Self::checkpoints_table) | `"checkpoints"` |
+/// | [`max_connections`](Self::max_connections) | 10 (ignored with `pool`) |
+/// | [`acquire_timeout`](Self::acquire_timeout) | 5 s (ignored with `pool`) |
+/// | [`migrate`](Self::migrate) | `true` |
+///
+/// TLS is configured through sqlx: `sslmode=…` / `sslrootcert=…` in the URL,
+/// or [`PgConnectOptions::ssl_mode`] and friends with
+/// [`connect_options`](Self::connect_options). sqlx speaks TLS only when
+/// one of its TLS features (`tls-rustls`, `tls-native-tls`) is enabled;
+/// enable it on your own `sqlx` dependency and cargo's feature unification
+/// applies it here.
+///
+/// `Debug` never shows a password: the URL is printed with its password
+/// replaced by `***`, and connect options and pools are not printed at all.
+#[derive(Clone, Default)]
+pub struct PostgresStoreBuilder {
+    source: Source,
+    application: Option<String>,
+    schema: Option<String>,
+    leases_table: Option<String>,
+    workers_table: Option<String>,
+    checkpoints_table: Option<String>,
+    max_connections: Option<u32>,
+    acquire_timeout: Option<Duration>,
+    migrate: Option<bool>,
+}
+
+impl fmt::Debug for PostgresStoreBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let source = match &self.source {
+            Source::Unset => "unset".to_owned(),
+            Source::Url(url) => redact_url(url),
+            Source::Options(_) => "connect options".to_owned(),
+            Source::Pool(_) => "existing pool".to_owned(),
+        };
+        f.debug_struct("PostgresStoreBuilder")
+            .field("source", &source)
+            .field("application", &self.application)
+            .field("schema", &self.schema)
+            .field("leases_table", &self.leases_table)
+            .field("workers_table", &self.workers_table)
+            .field("checkpoints_table", &self.checkpoints_table)
+            .field("max_connections", &self.max_connections)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .field("migrate", &self.migrate)
+            .finish()
+    }
+}
+
+impl PostgresStoreBuilder {
+    /// Connect with a URL (`postgres://user:password@host:port/db?sslmode=…`).
+    pub fn url(mut self, url: impl Into<String>) -> Self {
+        self.source = Source::Url(url.into());
+        self
+    }
+
+    /// Connect with sqlx connect options (TLS, certificates, socket path…).
+    pub fn connect_options(mut self, options: PgConnectOptions) -> Self {
+        self.source = Source::Options(Box::new(options));
+        self
+    }
+
+    /// Use an existing pool (shared with the application's own queries).
+    pub fn pool(mut self, pool: PgPool) -> Self {
+        self.source = Source::Pool(pool);
+        self
+    }
+
+    /// The application namespace. Required; see [`ApplicationName`].
+    pub fn application(mut self, name: impl Into<String>) -> Self {
+        self.application = Some(name.into());
+        self
+    }
+
+    /// The schema holding the tables (created if absent). Default `"kcl"`.
+    pub fn schema(mut self, schema: impl Into<String>) -> Self {
+        self.schema = Some(schema.into());
+        self
+    }
+
+    /// The lease table's name. Default `"leases"`.
+    pub fn leases_table(mut self, name: impl Into<String>) -> Self {
+        self.leases_table = Some(name.into());
+        self
+    }
+
+    /// The worker heartbeat table's name. Default `"workers"`.
+    pub fn workers_table(mut self, name: impl Into<String>) -> Self {
+        self.workers_table = Some(name.into());
+        self
+    }
+
+    /// The [`CheckpointStore`](kcl_core::CheckpointStore) table's name.
+    /// Default `"checkpoints"`.
+    pub fn checkpoints_table(mut self, name: impl Into<String>) -> Self {
+        self.checkpoints_table = Some(name.into());
+        self
+    }
+
+    /// Largest number of connections in the pool this builder makes.
+    /// Default 10. Not used with [`pool`](Self::pool).
+    pub fn max_connections(mut self, max: u32) -> Self {
+        self.max_connections = Some(max);
+        self
+    }
+
+    /// How long a call waits for a connection before failing with a
+    /// retryable [`Error::Unavailable`]. Default 5 s. Not used with
+    /// [`pool`](Self::pool).
+    pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
+        self.acquire_timeout = Some(timeout);
+        self
+    }
+
+    /// Whether `build` creates or upgrades the schema (default `true`).
+    /// With `false`, run [`PostgresStore::migrate`] yourself first.
+    pub fn migrate(mut self, migrate: bool) -> Self {
+        self.migrate = Some(migrate);
+        self
+    }
+
+    /// Validate everything, make the pool (lazily: no connection is opened
+    /// until needed), and run the migrations unless turned off. A server
+    /// that cannot be reached is a retryable [`Error::Unavailable`]; any
+    /// invalid setting is [`Error::Config`] and nothing is sent.
+    pub async fn build(self) -> Result<PostgresStore> {
+        let application = ApplicationName::new(
+            self.application
+                .ok_or_else(|| Error::Config("PostgresStore needs an application name".into()))?,
+        )?;
+        let tables = Tables {
+            schema: Identifier::new("schema", self.schema.as_deref().unwrap_or("kcl"))?,
+            leases: Identifier::new(
+                "leases table",
+                self.leases_table.as_deref().unwrap_or("leases"),
+            )?,
+            workers: Identifier::new(
+                "workers table",
+                self.workers_table.as_deref().unwrap_or("workers"),
+            )?,
+            checkpoints: Identifier::new(
+                "checkpoints table",
+                self.checkpoints_table.as_deref().unwrap_or("checkpoints"),
+            )?,
+        };
+        let distinct = [&tables.leases, &tables.workers, &tables.checkpoints];
+        if distinct[0] == distinct[1] || distinct[0] == distinct[2] || distinct[1] == distinct[2] {
+            return Err(Error::Config(
+                "the leases, workers and checkpoints tables need three different names".into(),
+            ));
+        }
+        if distinct
+            .iter()
+            .any(|t| t.as_str() == crate::migrate::VERSION_TABLE)
+        {
+            return Err(Error::Config(format!(
+                "{:?} is the migrations' own table; choose another table name",
+                crate::migrate::VERSION_TABLE
+            )));
+        }
+        let pool_options = || {
+            PgPoolOptions::new()
+                .max_connections(self.max_connections.unwrap_or(10).max(1))
+                .acquire_timeout(self.acquire_timeout.unwrap_or(Duration::from_secs(5)))
+        };
+        let pool = match self.source {
+            Source::Unset => {
+                return Err(Error::Config(
+                    "PostgresStore needs a url, connect options or a pool".into(),
+                ));
+            }
+            Source::Url(url) => {
+                if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                    return Err(Error::Config(format!(
+                        "postgres url {} must start with postgres:// or postgresql://",
+                        redact_url(&url)
+                    )));
+                }
+                // sqlx's parse errors do not echo the URL, so no password
+                // can leak through them; say which setting was wrong.
+                let options = PgConnectOptions::from_str(&url).map_err(|e| {
+                    Error::Config(format!("invalid postgres url {}: {e}", redact_url(&url)))
+                })?;
+                pool_options().connect_lazy_with(options)
+            }
+            Source::Options(options) => pool_options().connect_lazy_with(*options),
+            Source::Pool(pool) => pool,
+        };
+        let store = PostgresStore::new(pool, application, tables);
+        if self.migrate.unwrap_or(true) {
+            store.migrate().await?;
+        }
+        Ok(store)
+    }
+}
+
+/// The URL with any password replaced by `***` (in the user-info part and
+/// in a `password=` query parameter).
+pub(crate) fn redact_url(url: &str) -> String {
+    let mut out = url.to_owned();
+    if let Some(scheme_end) = out.find("://") {
+        let rest = scheme_end + 3;
+        let authority_end = out[rest..]
+            .find(['/', '?', '#'])
+            .map_or(out.len(), |i| rest + i);
+        if let Some(at) = out[rest..authority_end].rfind('@') {
+            let at = rest + at;
+            if let Some(colon) = out[rest..at].find(':') {
+                out.replace_range(rest + colon + 1..at, "***");
+            }
+        }
+    }
+    if let Some(query_start) = out.find('?') {
+        let (base, query) = out.split_at(query_start + 1);
+        let query = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+                _ => pair.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join("&");
+        out = format!("{base}{query}");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_that_could_inject_sql_are_refused() {
+        for bad in [
+            "",
+            "Kcl",
+            "kcl;drop table x",
+            "kcl\"",
+            "k cl",
+            "1kcl",
+            "kcl-prod",
+            "kcl.leases",
+            "ünïcode",
+            &"a".repeat(64),
+        ] {
+            let err = Identifier::new("schema", bad).expect_err(bad);
+            assert!(matches!(err, Error::Config(_)), "{bad:?}: {err:?}");
+        }
+        for good in ["kcl", "_x", "leases_2", &"a".repeat(63)] {
+            assert_eq!(Identifier::new("schema", good).unwrap().as_str(), good);
+        }
+        assert_eq!(
+            Identifier::new("schema", "kcl").unwrap().quoted(),
+            "\"kcl\""
+        );
+    }
+
+    #[tokio::test]
+    async fn build_refuses_bad_settings_before_connecting() {
+        // Port 1 refuses connections: a Config error proves nothing was sent.
+        let base = || {
+            PostgresStore::builder()
+                .url("postgres://u:pw@127.0.0.1:1/db")
+                .application("app")
+        };
+        for builder in [
+            base().schema("x; DROP SCHEMA public"),
+            base().leases_table("Leases"),
+            base().workers_table("w\"; --"),
+            base().checkpoints_table(""),
+            base().workers_table("kcl_migrations"),
+            base().leases_table("same").workers_table("same"),
+            PostgresStore::builder().application("app"),
+            PostgresStore::builder().url("postgres://127.0.0.1:1/db"),
+            base().application("a b"),
+            PostgresStore::builder()
+                .url("mysql://u:pw@127.0.0.1:1/db")
+                .application("app"),
+        ] {
+            let shown = format!("{builder:?}");
+            match builder.build().await {
+                Err(Error::Config(msg)) => assert!(!msg.contains("pw@"), "{msg}"),
+                other => panic!("{shown}: expected Config, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn debug_and_errors_hide_the_password() {
+        let builder = PostgresStore::builder()
+            .url("postgres://kcl:s3cret@db.example:5432/app?sslmode=require&password=s3cret")
+            .application("app");
+        let shown = format!("{builder:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("kcl:***@db.example:5432"), "{shown}");
+        assert!(shown.contains("password=***"), "{shown}");
+        assert_eq!(
+            redact_url("postgres://user@host/db"),
+            "postgres://user@host/db"
+        );
+        assert_eq!(
+            redact_url("postgres://u:p@ss@host/db"),
+            "postgres://u:***@host/db"
+        );
+    }
+}
