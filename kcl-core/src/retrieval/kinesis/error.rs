@@ -6,6 +6,9 @@
 //! re-seeks on `ExpiredIteratorException`, and gives up on the rest.
 
 use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_kinesis::operation::get_records::GetRecordsError;
+use aws_sdk_kinesis::operation::get_shard_iterator::GetShardIteratorError;
+use aws_sdk_kinesis::operation::list_shards::ListShardsError;
 
 use crate::error::{BoxError, Error};
 
@@ -32,10 +35,51 @@ impl Failure {
     }
 }
 
-/// Classify an SDK error by its error code and HTTP status.
+/// The modeled error variants of one operation, by what they mean.
+pub(crate) trait Modeled: ProvideErrorMetadata {
+    fn failure(&self) -> Option<Failure>;
+}
+
+impl Modeled for GetRecordsError {
+    fn failure(&self) -> Option<Failure> {
+        Some(match self {
+            GetRecordsError::ProvisionedThroughputExceededException(_)
+            | GetRecordsError::KmsThrottlingException(_) => Failure::Throttled,
+            GetRecordsError::InternalFailureException(_) => Failure::Unavailable,
+            GetRecordsError::ExpiredIteratorException(_) => Failure::ExpiredIterator,
+            GetRecordsError::ResourceNotFoundException(_) => Failure::NotFound,
+            _ => return None,
+        })
+    }
+}
+
+impl Modeled for GetShardIteratorError {
+    fn failure(&self) -> Option<Failure> {
+        Some(match self {
+            GetShardIteratorError::ProvisionedThroughputExceededException(_) => Failure::Throttled,
+            GetShardIteratorError::InternalFailureException(_) => Failure::Unavailable,
+            GetShardIteratorError::ResourceNotFoundException(_) => Failure::NotFound,
+            _ => return None,
+        })
+    }
+}
+
+impl Modeled for ListShardsError {
+    fn failure(&self) -> Option<Failure> {
+        Some(match self {
+            ListShardsError::LimitExceededException(_) => Failure::Throttled,
+            ListShardsError::ResourceNotFoundException(_) => Failure::NotFound,
+            _ => return None,
+        })
+    }
+}
+
+/// Classify an SDK error by its modeled variant, then its error code (for
+/// errors the model does not list, like `LimitExceededException` on
+/// `GetRecords`), then its HTTP status.
 pub(crate) fn classify<E, R>(err: &SdkError<E, R>) -> Failure
 where
-    E: ProvideErrorMetadata,
+    E: Modeled,
     R: HasStatus,
 {
     match err {
@@ -43,6 +87,9 @@ where
         SdkError::ResponseError(_) => return Failure::Unavailable,
         SdkError::ConstructionFailure(_) => return Failure::Fatal,
         _ => {}
+    }
+    if let Some(failure) = err.as_service_error().and_then(Modeled::failure) {
+        return failure;
     }
     match err.code() {
         Some(
@@ -83,7 +130,7 @@ impl HasStatus for aws_sdk_kinesis::config::http::HttpResponse {
 /// shard for a not-found error.
 pub(crate) fn map_error<E, R>(err: SdkError<E, R>, what: &str) -> Error
 where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    E: Modeled + std::error::Error + Send + Sync + 'static,
     R: HasStatus + std::fmt::Debug + Send + Sync + 'static,
 {
     let failure = classify(&err);

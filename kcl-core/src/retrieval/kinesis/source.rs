@@ -10,7 +10,7 @@ use aws_sdk_kinesis::types::ShardIteratorType;
 use backon::{ExponentialBuilder, Retryable};
 
 use super::config::{KinesisSourceBuilder, PollingSettings, StreamRef};
-use super::error::{HasStatus, classify, map_error};
+use super::error::{HasStatus, Modeled, classify, map_error};
 use super::reader::PollingReader;
 use crate::error::{Error, Result};
 use crate::ids::{HashKeyRange, ShardId};
@@ -85,7 +85,7 @@ impl SourceInner {
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = std::result::Result<T, SdkError<E, R>>>,
-        E: ProvideErrorMetadata,
+        E: Modeled,
         R: HasStatus,
     {
         let backoff = ExponentialBuilder::default()
