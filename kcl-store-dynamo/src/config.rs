@@ -1,0 +1,231 @@
+//! Building a [`DynamoStore`].
+
+use std::fmt;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::Client;
+use kcl_core::{ApplicationName, Error, Result};
+
+use crate::store::DynamoStore;
+use crate::table::{TableSpec, ensure_table};
+
+/// Suffix of the worker-heartbeat table's default name.
+pub const HEARTBEAT_TABLE_SUFFIX: &str = "-WorkerHeartbeats";
+
+/// How a table the store creates is billed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum TableCapacity {
+    /// On-demand (`PAY_PER_REQUEST`), as Java KCL 2.x and later create
+    /// lease tables. The default.
+    #[default]
+    OnDemand,
+    /// Provisioned capacity.
+    Provisioned {
+        /// Read capacity units.
+        read_capacity_units: i64,
+        /// Write capacity units.
+        write_capacity_units: i64,
+    },
+}
+
+/// Builder for [`DynamoStore`].
+///
+/// Every setting but the application name has a default:
+///
+/// | setting | default |
+/// |---|---|
+/// | [`client`](Self::client) | built from aws-config's default chain (env, profile, IMDS…), with [`endpoint_url`](Self::endpoint_url) and [`region`](Self::region) applied |
+/// | [`table_name`](Self::table_name) | the application name (Java KCL's convention) |
+/// | [`heartbeat_table_name`](Self::heartbeat_table_name) | `<table>-WorkerHeartbeats` |
+/// | [`capacity`](Self::capacity) | on-demand |
+/// | [`create_tables_if_absent`](Self::create_tables_if_absent) | `true` |
+/// | [`table_active_timeout`](Self::table_active_timeout) | 5 minutes |
+///
+/// `Debug` never shows credentials: the client is printed as whether one
+/// was given, nothing more.
+///
+/// Retries: every request goes through the SDK's retry layer (standard
+/// mode: exponential backoff with jitter on throttling, 5xx and transient
+/// network errors, 3 attempts by default). Configure it on the client you
+/// pass in (`aws_sdk_dynamodb::config::Builder::retry_config`).
+#[derive(Clone, Default)]
+pub struct DynamoStoreBuilder {
+    application: Option<String>,
+    client: Option<Client>,
+    endpoint_url: Option<String>,
+    region: Option<String>,
+    table_name: Option<String>,
+    heartbeat_table_name: Option<String>,
+    capacity: TableCapacity,
+    create_tables: Option<bool>,
+    active_timeout: Option<Duration>,
+}
+
+impl fmt::Debug for DynamoStoreBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DynamoStoreBuilder")
+            .field("application", &self.application)
+            .field("client", &self.client.as_ref().map(|_| "<given>"))
+            .field("endpoint_url", &self.endpoint_url)
+            .field("region", &self.region)
+            .field("table_name", &self.table_name)
+            .field("heartbeat_table_name", &self.heartbeat_table_name)
+            .field("capacity", &self.capacity)
+            .field("create_tables", &self.create_tables)
+            .field("active_timeout", &self.active_timeout)
+            .finish()
+    }
+}
+
+impl DynamoStoreBuilder {
+    /// The application namespace. Required; see [`ApplicationName`] for the
+    /// rules (they are DynamoDB's table-name rules).
+    pub fn application(mut self, name: impl Into<String>) -> Self {
+        self.application = Some(name.into());
+        self
+    }
+
+    /// Use this client (its credentials, region, endpoint and retry
+    /// configuration) instead of building one from the default chain.
+    /// [`endpoint_url`](Self::endpoint_url) and [`region`](Self::region)
+    /// are then ignored.
+    pub fn client(mut self, client: Client) -> Self {
+        self.client = Some(client);
+        self
+    }
+
+    /// Endpoint for a client built from the default chain (a local
+    /// emulator, say). Default: the SDK's (`AWS_ENDPOINT_URL` or AWS).
+    pub fn endpoint_url(mut self, url: impl Into<String>) -> Self {
+        self.endpoint_url = Some(url.into());
+        self
+    }
+
+    /// Region for a client built from the default chain. Default: the
+    /// chain's (`AWS_REGION`, profile…).
+    pub fn region(mut self, region: impl Into<String>) -> Self {
+        self.region = Some(region.into());
+        self
+    }
+
+    /// The lease table. Default: the application name, as Java KCL names
+    /// it, so a Java application of the same name shares the table. The
+    /// table is the namespace: two stores on one table see the same leases.
+    pub fn table_name(mut self, name: impl Into<String>) -> Self {
+        self.table_name = Some(name.into());
+        self
+    }
+
+    /// The worker-heartbeat table. Default: `<table>-WorkerHeartbeats`.
+    /// Heartbeats never go into the lease table, where Java workers would
+    /// take them for leases.
+    pub fn heartbeat_table_name(mut self, name: impl Into<String>) -> Self {
+        self.heartbeat_table_name = Some(name.into());
+        self
+    }
+
+    /// Billing of tables the store creates. Default: on-demand.
+    pub fn capacity(mut self, capacity: TableCapacity) -> Self {
+        self.capacity = capacity;
+        self
+    }
+
+    /// Create missing tables at build time (default `true`). When `false`,
+    /// a missing table is [`Error::NotInitialized`].
+    pub fn create_tables_if_absent(mut self, create: bool) -> Self {
+        self.create_tables = Some(create);
+        self
+    }
+
+    /// How long to wait for a table to become ACTIVE. Default: 5 minutes.
+    pub fn table_active_timeout(mut self, timeout: Duration) -> Self {
+        self.active_timeout = Some(timeout);
+        self
+    }
+
+    /// Validate the settings, make sure both tables exist with the right
+    /// key schema and are ACTIVE (creating them if allowed), and build the
+    /// store.
+    ///
+    /// Fails with [`Error::Config`] on bad settings or a table whose key
+    /// schema is not a single string hash key, and with
+    /// [`Error::NotInitialized`] on a missing table when creation is off.
+    pub async fn build(self) -> Result<DynamoStore> {
+        let application = ApplicationName::new(
+            self.application
+                .ok_or_else(|| Error::Config("DynamoStore needs an application name".into()))?,
+        )?;
+        let table = table_name(
+            "table name",
+            self.table_name
+                .unwrap_or_else(|| application.as_str().to_string()),
+        )?;
+        let heartbeat_table = table_name(
+            "heartbeat table name",
+            self.heartbeat_table_name
+                .unwrap_or_else(|| format!("{table}{HEARTBEAT_TABLE_SUFFIX}")),
+        )?;
+        if heartbeat_table == table {
+            return Err(Error::Config(
+                "the heartbeat table must not be the lease table (Java workers would read heartbeats as leases)"
+                    .into(),
+            ));
+        }
+        if let TableCapacity::Provisioned {
+            read_capacity_units,
+            write_capacity_units,
+        } = self.capacity
+            && (read_capacity_units < 1 || write_capacity_units < 1)
+        {
+            return Err(Error::Config(format!(
+                "provisioned capacity must be at least 1 read and 1 write unit, got {read_capacity_units} / {write_capacity_units}"
+            )));
+        }
+        let client = match self.client {
+            Some(client) => client,
+            None => default_client(self.endpoint_url, self.region).await,
+        };
+        let create_if_absent = self.create_tables.unwrap_or(true);
+        let active_timeout = self.active_timeout.unwrap_or(Duration::from_secs(300));
+        for (name, hash_key) in [
+            (&table, crate::item::LEASE_KEY),
+            (&heartbeat_table, crate::store::WORKER_ID),
+        ] {
+            ensure_table(
+                &client,
+                &TableSpec {
+                    name,
+                    hash_key,
+                    capacity: &self.capacity,
+                    create_if_absent,
+                    active_timeout,
+                },
+            )
+            .await?;
+        }
+        Ok(DynamoStore::from_parts(
+            client,
+            application,
+            table,
+            heartbeat_table,
+        ))
+    }
+}
+
+/// DynamoDB's table-name rules are the application name's.
+fn table_name(what: &str, name: String) -> Result<String> {
+    ApplicationName::new(&name)
+        .map(|n| n.as_str().to_string())
+        .map_err(|e| Error::Config(format!("{what} {name:?}: {e}")))
+}
+
+async fn default_client(endpoint_url: Option<String>, region: Option<String>) -> Client {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(url) = endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    if let Some(region) = region {
+        loader = loader.region(aws_config::Region::new(region));
+    }
+    Client::new(&loader.load().await)
+}

@@ -1,0 +1,300 @@
+//! The lease table's item layout: Java KCL's attribute names and types,
+//! plus two attributes of our own, and the conversion to and from
+//! [`Lease`].
+//!
+//! | attribute | type | written by | meaning |
+//! |---|---|---|---|
+//! | `leaseKey` | S | both | hash key: the shard id |
+//! | `leaseOwner` | S | both | the owner; absent when free |
+//! | `leaseCounter` | N | both | liveness counter, +1 on every take, renew, release, checkpoint |
+//! | `checkpoint` | S | both | sequence number, or `TRIM_HORIZON` / `LATEST` / `AT_TIMESTAMP` / `SHARD_END` |
+//! | `checkpointSubSequenceNumber` | N | both | sub-sequence number (0 for sentinels) |
+//! | `pendingCheckpoint` | S | both | prepared checkpoint; absent when none |
+//! | `pendingCheckpointSubSequenceNumber` | N | both | its sub-sequence number |
+//! | `pendingCheckpointState` | B | both | application bytes of the prepared checkpoint |
+//! | `ownerSwitchesSinceCheckpoint` | N | both | owner changes since the last checkpoint |
+//! | `parentShardId` | SS | both | parents; absent when none |
+//! | `childShardIds` | SS | both | children; absent when none |
+//! | `startingHashKey`, `endingHashKey` | S | both | the shard's hash key range, decimal |
+//! | `checkpointOwner` | S | Java 3.x | during a Java graceful hand-off, the worker still processing (read; removed by our take, release and reset) |
+//! | `kclrsGeneration` | N | kcl (Rust) | fencing generation; absent (Java-written item) reads as 0 |
+//! | `kclrsHandoffTo` | S | kcl (Rust) | worker a hand-off was requested to |
+//!
+//! Java KCL ignores attributes it does not know, so the two `kclrs*`
+//! attributes survive Java's writes (Java never rewrites a whole item
+//! after it is created; every later write is an `UpdateItem` of named
+//! attributes).
+//!
+//! Reading a Java 3.x item in the middle of a graceful hand-off
+//! (`checkpointOwner` present): the owner is `checkpointOwner` (the worker
+//! still processing, Java's `actualOwner`), and `handoff_to` is
+//! `leaseOwner` (the worker it goes to), unless `kclrsHandoffTo` says
+//! otherwise.
+//!
+//! String and number sets are unordered in DynamoDB: parent and child ids
+//! are read back sorted, and duplicates are dropped on write.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::AttributeValue;
+use kcl_core::{
+    Error, ExtendedSequenceNumber, HashKeyRange, Lease, PendingCheckpoint, Result, ShardId,
+    WorkerId,
+};
+
+use crate::error::malformed;
+
+/// One item as the SDK returns it.
+pub(crate) type Item = HashMap<String, AttributeValue>;
+
+/// Hash key: the shard id (S).
+pub const LEASE_KEY: &str = "leaseKey";
+/// The owner (S); absent when free.
+pub const LEASE_OWNER: &str = "leaseOwner";
+/// Liveness counter (N).
+pub const LEASE_COUNTER: &str = "leaseCounter";
+/// Checkpoint: sequence number or sentinel (S).
+pub const CHECKPOINT: &str = "checkpoint";
+/// Checkpoint sub-sequence number (N).
+pub const CHECKPOINT_SUB: &str = "checkpointSubSequenceNumber";
+/// Prepared checkpoint (S).
+pub const PENDING: &str = "pendingCheckpoint";
+/// Prepared checkpoint sub-sequence number (N).
+pub const PENDING_SUB: &str = "pendingCheckpointSubSequenceNumber";
+/// Prepared checkpoint application bytes (B).
+pub const PENDING_STATE: &str = "pendingCheckpointState";
+/// Owner changes since the last checkpoint (N).
+pub const OWNER_SWITCHES: &str = "ownerSwitchesSinceCheckpoint";
+/// Parent shard ids (SS).
+pub const PARENTS: &str = "parentShardId";
+/// Child shard ids (SS).
+pub const CHILDREN: &str = "childShardIds";
+/// Lowest hash key, decimal (S).
+pub const STARTING_HASH_KEY: &str = "startingHashKey";
+/// Highest hash key, decimal (S).
+pub const ENDING_HASH_KEY: &str = "endingHashKey";
+/// Java 3.x graceful hand-off: the worker still processing.
+pub const CHECKPOINT_OWNER: &str = "checkpointOwner";
+/// Ours: the fencing generation.
+pub const GENERATION: &str = "kclrsGeneration";
+/// Ours: the worker a hand-off was requested to.
+pub const HANDOFF_TO: &str = "kclrsHandoffTo";
+
+pub(crate) fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+pub(crate) fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+/// A string set of shard ids, sorted and without duplicates; `None` for an
+/// empty list (DynamoDB has no empty sets).
+pub(crate) fn shard_set(ids: &[ShardId]) -> Option<AttributeValue> {
+    let mut v: Vec<String> = ids.iter().map(|id| id.as_str().to_string()).collect();
+    v.sort();
+    v.dedup();
+    (!v.is_empty()).then_some(AttributeValue::Ss(v))
+}
+
+/// The whole item for a new lease, exactly as Java KCL's serializer lays
+/// one out, plus `kclrsGeneration` (and `kclrsHandoffTo` when set).
+pub(crate) fn lease_to_item(lease: &Lease) -> Item {
+    let mut item = Item::new();
+    item.insert(LEASE_KEY.into(), s(lease.shard_id.as_str()));
+    item.insert(LEASE_COUNTER.into(), n(lease.counter));
+    if let Some(owner) = &lease.owner {
+        item.insert(LEASE_OWNER.into(), s(owner.as_str()));
+    }
+    item.insert(
+        OWNER_SWITCHES.into(),
+        n(lease.owner_switches_since_checkpoint),
+    );
+    let (checkpoint, sub) = lease.checkpoint.to_parts();
+    item.insert(CHECKPOINT.into(), s(checkpoint));
+    item.insert(CHECKPOINT_SUB.into(), n(sub));
+    if let Some(parents) = shard_set(&lease.parent_shard_ids) {
+        item.insert(PARENTS.into(), parents);
+    }
+    if let Some(children) = shard_set(&lease.child_shard_ids) {
+        item.insert(CHILDREN.into(), children);
+    }
+    if let Some(pending) = &lease.pending_checkpoint {
+        let (value, sub) = pending.sequence.to_parts();
+        item.insert(PENDING.into(), s(value));
+        item.insert(PENDING_SUB.into(), n(sub));
+        if let Some(state) = &pending.state {
+            item.insert(
+                PENDING_STATE.into(),
+                AttributeValue::B(Blob::new(state.clone())),
+            );
+        }
+    }
+    if let Some(range) = &lease.hash_key_range {
+        item.insert(STARTING_HASH_KEY.into(), n_as_s(range.starting_hash_key));
+        item.insert(ENDING_HASH_KEY.into(), n_as_s(range.ending_hash_key));
+    }
+    item.insert(GENERATION.into(), n(lease.generation));
+    if let Some(to) = &lease.handoff_to {
+        item.insert(HANDOFF_TO.into(), s(to.as_str()));
+    }
+    item
+}
+
+/// Java stores hash keys as decimal strings (BigInteger.toString()).
+fn n_as_s(value: u128) -> AttributeValue {
+    s(value.to_string())
+}
+
+/// Reads attributes of one item, naming the item in every error.
+pub(crate) struct Reader<'a> {
+    table: &'a str,
+    key: String,
+    item: &'a Item,
+}
+
+impl<'a> Reader<'a> {
+    pub(crate) fn new(table: &'a str, item: &'a Item) -> Self {
+        let key = match item.get(LEASE_KEY) {
+            Some(AttributeValue::S(k)) => k.clone(),
+            _ => "<no leaseKey>".to_string(),
+        };
+        Reader { table, key, item }
+    }
+
+    fn bad(&self, why: impl std::fmt::Display) -> Error {
+        malformed(self.table, &self.key, why)
+    }
+
+    pub(crate) fn string(&self, name: &str) -> Result<Option<&'a str>> {
+        match self.item.get(name) {
+            None | Some(AttributeValue::Null(_)) => Ok(None),
+            Some(AttributeValue::S(v)) => Ok(Some(v.as_str())),
+            Some(other) => Err(self.bad(format!("{name} is {other:?}, not a string"))),
+        }
+    }
+
+    pub(crate) fn number(&self, name: &str) -> Result<Option<u64>> {
+        match self.item.get(name) {
+            None | Some(AttributeValue::Null(_)) => Ok(None),
+            Some(AttributeValue::N(v)) => v
+                .parse::<u64>()
+                .map(Some)
+                .map_err(|_| self.bad(format!("{name} = {v} is not a non-negative integer"))),
+            Some(other) => Err(self.bad(format!("{name} is {other:?}, not a number"))),
+        }
+    }
+
+    fn shard_ids(&self, name: &str) -> Result<Vec<ShardId>> {
+        match self.item.get(name) {
+            None | Some(AttributeValue::Null(_)) => Ok(Vec::new()),
+            Some(AttributeValue::Ss(ids)) => {
+                let mut ids = ids
+                    .iter()
+                    .map(|id| ShardId::new(id).map_err(|e| self.bad(e)))
+                    .collect::<Result<Vec<_>>>()?;
+                ids.sort();
+                Ok(ids)
+            }
+            Some(other) => Err(self.bad(format!("{name} is {other:?}, not a string set"))),
+        }
+    }
+
+    fn worker(&self, name: &str) -> Result<Option<WorkerId>> {
+        self.string(name)?
+            .map(|w| WorkerId::new(w).map_err(|e| self.bad(e)))
+            .transpose()
+    }
+
+    fn position(&self, value: &str, sub_name: &str) -> Result<ExtendedSequenceNumber> {
+        let sub = self.number(sub_name)?.unwrap_or(0);
+        ExtendedSequenceNumber::from_parts(value, sub).map_err(|e| self.bad(e))
+    }
+
+    fn hash_key(&self, name: &str) -> Result<Option<u128>> {
+        self.string(name)?
+            .filter(|v| !v.is_empty())
+            .map(|v| {
+                v.parse::<u128>()
+                    .map_err(|_| self.bad(format!("{name} = {v} is not a 128-bit hash key")))
+            })
+            .transpose()
+    }
+
+    /// The item as a [`Lease`].
+    pub(crate) fn lease(&self) -> Result<Lease> {
+        let shard_id = ShardId::new(
+            self.string(LEASE_KEY)?
+                .ok_or_else(|| self.bad("no leaseKey"))?,
+        )
+        .map_err(|e| self.bad(e))?;
+        let lease_owner = self.worker(LEASE_OWNER)?;
+        let checkpoint_owner = self.worker(CHECKPOINT_OWNER)?;
+        let (owner, java_handoff) = match checkpoint_owner {
+            Some(actual) => (Some(actual), lease_owner),
+            None => (lease_owner, None),
+        };
+        let checkpoint = self
+            .string(CHECKPOINT)?
+            .ok_or_else(|| self.bad("no checkpoint"))?;
+        let checkpoint = self.position(checkpoint, CHECKPOINT_SUB)?;
+        let pending_checkpoint = match self.string(PENDING)? {
+            Some(value) if !value.is_empty() => Some(PendingCheckpoint {
+                sequence: self.position(value, PENDING_SUB)?,
+                // Java's toDynamoRecord has written a number here by
+                // mistake; only bytes are application state.
+                state: match self.item.get(PENDING_STATE) {
+                    Some(AttributeValue::B(b)) => Some(b.as_ref().to_vec()),
+                    _ => None,
+                },
+            }),
+            _ => None,
+        };
+        let hash_key_range = match (
+            self.hash_key(STARTING_HASH_KEY)?,
+            self.hash_key(ENDING_HASH_KEY)?,
+        ) {
+            (Some(start), Some(end)) => {
+                Some(HashKeyRange::new(start, end).map_err(|e| self.bad(e))?)
+            }
+            _ => None,
+        };
+        Ok(Lease {
+            shard_id,
+            owner,
+            counter: self.number(LEASE_COUNTER)?.unwrap_or(0),
+            generation: self.number(GENERATION)?.unwrap_or(0),
+            checkpoint,
+            pending_checkpoint,
+            owner_switches_since_checkpoint: self.number(OWNER_SWITCHES)?.unwrap_or(0),
+            parent_shard_ids: self.shard_ids(PARENTS)?,
+            child_shard_ids: self.shard_ids(CHILDREN)?,
+            hash_key_range,
+            handoff_to: self.worker(HANDOFF_TO)?.or(java_handoff),
+        })
+    }
+}
+
+/// The stored checkpoint exactly as written, for a condition that it has
+/// not moved (`checkpointSubSequenceNumber` may be absent in hand-written
+/// items).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct RawCheckpoint {
+    pub(crate) value: String,
+    pub(crate) sub: Option<String>,
+}
+
+impl RawCheckpoint {
+    pub(crate) fn of(item: &Item) -> Option<RawCheckpoint> {
+        let value = match item.get(CHECKPOINT) {
+            Some(AttributeValue::S(v)) => v.clone(),
+            _ => return None,
+        };
+        let sub = match item.get(CHECKPOINT_SUB) {
+            Some(AttributeValue::N(v)) => Some(v.clone()),
+            _ => None,
+        };
+        Some(RawCheckpoint { value, sub })
+    }
+}

@@ -1,0 +1,256 @@
+//! [`LeaseStore`] for [`DynamoStore`]: one conditional write per method,
+//! shaped as Java KCL's own writes, so Java workers sharing the table see
+//! the same counters move.
+//!
+//! | method | update | condition |
+//! |---|---|---|
+//! | create | `PutItem` of the whole item | no `leaseKey` (Java's create) |
+//! | take | `leaseOwner = W`, `leaseCounter = C+1`, generation + 1, `ownerSwitchesSinceCheckpoint + 1` when the owner changes, remove `checkpointOwner` and `kclrsHandoffTo` | `leaseCounter = C` (Java's take) and generation and owner as observed |
+//! | renew | `leaseCounter + 1` | owner and generation |
+//! | release | `leaseCounter + 1`, generation + 1, `leaseOwner` removed (Java's evict) or set to the receiver | owner and generation |
+//! | request hand-off | `kclrsHandoffTo = W` | owner and generation |
+//! | checkpoint / prepare | see [`crate::checkpoint`]; `leaseCounter + 1` as Java's `updateLease` | owner, generation and the checkpoint read |
+//! | child ids | `childShardIds` | owner and generation |
+//! | delete | `DeleteItem` | none (Java's delete) |
+//! | reset | checkpoint set, owner removed, `leaseCounter + 1`, generation + 1 | the item exists |
+//!
+//! Differences from Java: Java fences its own renews and checkpoints by
+//! `leaseCounter` alone; we fence by owner + `kclrsGeneration`, so a renew
+//! never makes a concurrent checkpoint of the same holder fail. Our take
+//! also requires the observed owner, which only matters if a Java 3.x
+//! graceful hand-off changed `leaseOwner` without moving the counter.
+
+use async_trait::async_trait;
+use kcl_core::{
+    ExtendedSequenceNumber, Lease, LeaseStore, PendingCheckpoint, Result, ShardId, WorkerHeartbeat,
+    WorkerId,
+};
+
+use crate::checkpoint::CheckpointWrite;
+use crate::error::{STORE, fenced, map_sdk, not_found};
+use crate::expr::Update;
+use crate::item::{
+    CHECKPOINT, CHECKPOINT_OWNER, CHECKPOINT_SUB, CHILDREN, GENERATION, HANDOFF_TO, LEASE_COUNTER,
+    LEASE_KEY, LEASE_OWNER, OWNER_SWITCHES, PENDING, PENDING_STATE, PENDING_SUB, lease_to_item, n,
+    s, shard_set,
+};
+use crate::store::{DynamoStore, Outcome, conflict};
+
+/// The owner a fenced write is made for; a `held` without one never holds.
+pub(crate) fn holder(held: &Lease) -> Result<&WorkerId> {
+    held.owner
+        .as_ref()
+        .ok_or_else(|| conflict(&held.shard_id, "the held lease has no owner"))
+}
+
+/// An update fenced by the holder's owner and generation.
+fn fenced_update(held: &Lease) -> Result<Update> {
+    let owner = holder(held)?;
+    let mut update = Update::existing();
+    update.owned_by(owner).generation_is(held.generation);
+    Ok(update)
+}
+
+impl DynamoStore {
+    /// Run a fenced update; `Conflict` or `NotFound` when it lost.
+    async fn fenced(&self, held: &Lease, update: Update) -> Result<Lease> {
+        match self.update(&held.shard_id, update).await? {
+            Outcome::Written(item) => {
+                self.remember_checkpoint(&held.shard_id, &item);
+                self.parse(&item)
+            }
+            Outcome::ConditionFailed(None) => Err(not_found(&held.shard_id)),
+            Outcome::ConditionFailed(Some(_)) => Err(fenced(&held.shard_id)),
+        }
+    }
+}
+
+#[async_trait]
+impl LeaseStore for DynamoStore {
+    async fn create_lease_if_absent(&self, lease: &Lease) -> Result<bool> {
+        let result = self
+            .inner
+            .client
+            .put_item()
+            .table_name(self.table())
+            .set_item(Some(lease_to_item(lease)))
+            .condition_expression("attribute_not_exists(#k)")
+            .expression_attribute_names("#k", LEASE_KEY)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if crate::error::kind(&e) == crate::error::Kind::ConditionFailed => Ok(false),
+            Err(e) => Err(map_sdk(self.table(), e)),
+        }
+    }
+
+    async fn get_lease(&self, shard_id: &ShardId) -> Result<Option<Lease>> {
+        match self.get_item(shard_id).await? {
+            Some(item) => {
+                self.remember_checkpoint(shard_id, &item);
+                Ok(Some(self.parse(&item)?))
+            }
+            None => Ok(None),
+        }
+    }
+
+    async fn list_leases(&self) -> Result<Vec<Lease>> {
+        self.scan_leases().await
+    }
+
+    async fn take_lease(&self, observed: &Lease, new_owner: &WorkerId) -> Result<Lease> {
+        let mut update = Update::existing();
+        update
+            .counter_is(observed.counter)
+            .generation_is(observed.generation)
+            .owner_is(observed.owner.as_ref());
+        update
+            .set(LEASE_OWNER, s(new_owner.as_str()))
+            .set(LEASE_COUNTER, n(observed.counter + 1))
+            .set(GENERATION, n(observed.generation + 1))
+            .remove(CHECKPOINT_OWNER)
+            .remove(HANDOFF_TO);
+        if observed.owner.as_ref().is_some_and(|o| o != new_owner) {
+            update.add(OWNER_SWITCHES, 1);
+        }
+        match self.update(&observed.shard_id, update).await? {
+            Outcome::Written(item) => {
+                self.remember_checkpoint(&observed.shard_id, &item);
+                self.parse(&item)
+            }
+            Outcome::ConditionFailed(None) => Err(not_found(&observed.shard_id)),
+            Outcome::ConditionFailed(Some(item)) => {
+                let stored = self.parse(&item)?;
+                // The SDK retried a take whose first attempt was applied
+                // (a timeout, say): what is stored is exactly our take.
+                if stored.owner.as_ref() == Some(new_owner)
+                    && stored.counter == observed.counter + 1
+                    && stored.generation == observed.generation + 1
+                {
+                    return Ok(stored);
+                }
+                Err(conflict(
+                    &observed.shard_id,
+                    "lease changed since it was observed",
+                ))
+            }
+        }
+    }
+
+    async fn renew_lease(&self, held: &Lease) -> Result<Lease> {
+        let mut update = fenced_update(held)?;
+        update.add(LEASE_COUNTER, 1);
+        self.fenced(held, update).await
+    }
+
+    async fn release_lease(&self, held: &Lease, to: Option<&WorkerId>) -> Result<()> {
+        let from = holder(held)?;
+        let mut update = fenced_update(held)?;
+        update
+            .add(LEASE_COUNTER, 1)
+            .set(GENERATION, n(held.generation + 1))
+            .remove(CHECKPOINT_OWNER)
+            .remove(HANDOFF_TO);
+        match to {
+            None => {
+                update.remove(LEASE_OWNER);
+            }
+            Some(to) => {
+                update.set(LEASE_OWNER, s(to.as_str()));
+                if to != from {
+                    update.add(OWNER_SWITCHES, 1);
+                }
+            }
+        }
+        // No "retried release" recovery here: a second release of the same
+        // held lease must be a Conflict, and a caller that saw one re-reads.
+        self.fenced(held, update).await.map(drop)
+    }
+
+    async fn request_handoff(&self, observed: &Lease, to: &WorkerId) -> Result<()> {
+        let mut update = fenced_update(observed)?;
+        update.set(HANDOFF_TO, s(to.as_str()));
+        self.fenced(observed, update).await.map(drop)
+    }
+
+    async fn update_checkpoint(
+        &self,
+        held: &Lease,
+        checkpoint: &ExtendedSequenceNumber,
+    ) -> Result<()> {
+        self.fenced_checkpoint(held, checkpoint, CheckpointWrite::Checkpoint)
+            .await
+    }
+
+    async fn prepare_checkpoint(&self, held: &Lease, pending: &PendingCheckpoint) -> Result<()> {
+        self.fenced_checkpoint(held, &pending.sequence, CheckpointWrite::Prepare(pending))
+            .await
+    }
+
+    async fn update_child_shard_ids(&self, held: &Lease, children: &[ShardId]) -> Result<()> {
+        let mut update = fenced_update(held)?;
+        match shard_set(children) {
+            Some(set) => update.set(CHILDREN, set),
+            None => update.remove(CHILDREN),
+        };
+        self.fenced(held, update).await.map(drop)
+    }
+
+    async fn delete_lease(&self, shard_id: &ShardId) -> Result<()> {
+        self.inner
+            .client
+            .delete_item()
+            .table_name(self.table())
+            .key(LEASE_KEY, s(shard_id.as_str()))
+            .send()
+            .await
+            .map_err(|e| map_sdk(self.table(), e))?;
+        self.cache().remove(shard_id);
+        Ok(())
+    }
+
+    async fn reset_checkpoint(
+        &self,
+        shard_id: &ShardId,
+        checkpoint: &ExtendedSequenceNumber,
+    ) -> Result<()> {
+        let (value, sub) = checkpoint.to_parts();
+        let mut update = Update::existing();
+        update
+            .set(CHECKPOINT, s(value))
+            .set(CHECKPOINT_SUB, n(sub))
+            .add(LEASE_COUNTER, 1)
+            .add(GENERATION, 1);
+        for attribute in [
+            PENDING,
+            PENDING_SUB,
+            PENDING_STATE,
+            LEASE_OWNER,
+            CHECKPOINT_OWNER,
+            HANDOFF_TO,
+        ] {
+            update.remove(attribute);
+        }
+        match self.update(shard_id, update).await? {
+            Outcome::Written(item) => {
+                self.remember_checkpoint(shard_id, &item);
+                tracing::info!(store = STORE, shard = %shard_id, %checkpoint, "checkpoint reset");
+                Ok(())
+            }
+            Outcome::ConditionFailed(_) => Err(not_found(shard_id)),
+        }
+    }
+
+    async fn heartbeat(&self, worker: &WorkerId) -> Result<()> {
+        self.beat(worker).await
+    }
+
+    async fn list_workers(&self) -> Result<Vec<WorkerHeartbeat>> {
+        self.workers().await
+    }
+
+    async fn remove_worker(&self, worker: &WorkerId) -> Result<()> {
+        self.remove_heartbeat(worker).await
+    }
+}
