@@ -41,6 +41,8 @@ pub struct RedisStoreBuilder {
     key_prefix: String,
     connection_timeout: Duration,
     response_timeout: Duration,
+    #[cfg(feature = "tls")]
+    tls_root_certificate: Option<Vec<u8>>,
 }
 
 impl Default for RedisStoreBuilder {
@@ -52,14 +54,21 @@ impl Default for RedisStoreBuilder {
             key_prefix: DEFAULT_KEY_PREFIX.to_string(),
             connection_timeout: DEFAULT_CONNECTION_TIMEOUT,
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
+            #[cfg(feature = "tls")]
+            tls_root_certificate: None,
         }
     }
 }
 
 impl std::fmt::Debug for RedisStoreBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisStoreBuilder")
-            .field("url", &self.url.as_deref().map(redact_url))
+        let mut f = f.debug_struct("RedisStoreBuilder");
+        #[cfg(feature = "tls")]
+        f.field(
+            "tls_root_certificate",
+            &self.tls_root_certificate.as_ref().map(|_| "<set>"),
+        );
+        f.field("url", &self.url.as_deref().map(redact_url))
             .field(
                 "connection",
                 &self.connection.as_ref().map(|_| "<ConnectionManager>"),
@@ -117,6 +126,15 @@ impl RedisStoreBuilder {
         self
     }
 
+    /// Trust this CA (PEM) for `rediss://` instead of the platform's root
+    /// certificates: for a server whose certificate a private CA signed.
+    /// Feature `tls`.
+    #[cfg(feature = "tls")]
+    pub fn tls_root_certificate_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls_root_certificate = Some(pem.into());
+        self
+    }
+
     /// Validate, connect and build. A server that cannot be reached is the
     /// retryable [`Error::Unavailable`]; bad settings are
     /// [`Error::Config`], found before anything is sent.
@@ -153,7 +171,11 @@ impl RedisStoreBuilder {
                     .set_number_of_retries(RECONNECT_RETRIES)
                     .set_min_delay(Duration::from_millis(50))
                     .set_max_delay(Duration::from_millis(500));
-                (connect(&url, config).await?, redact_url(&url))
+                #[cfg(feature = "tls")]
+                let root = self.tls_root_certificate;
+                #[cfg(not(feature = "tls"))]
+                let root = None;
+                (connect(&url, root, config).await?, redact_url(&url))
             }
         };
         Ok(RedisStore::new(
@@ -165,17 +187,44 @@ impl RedisStoreBuilder {
     }
 }
 
-async fn connect(url: &str, config: ConnectionManagerConfig) -> Result<ConnectionManager> {
+async fn connect(
+    url: &str,
+    root_certificate: Option<Vec<u8>>,
+    config: ConnectionManagerConfig,
+) -> Result<ConnectionManager> {
     let shown = redact_url(url);
     if url.starts_with("rediss://") {
         tls_ready(&shown)?;
+    } else if root_certificate.is_some() {
+        return Err(Error::Config(format!(
+            "a TLS root certificate was given but {shown} is not a rediss:// URL"
+        )));
     }
     // The client's parse error is not shown: it could echo the password.
-    let client = redis::Client::open(url)
+    let client = open_client(url, root_certificate)
         .map_err(|e| Error::Config(format!("invalid Redis URL {shown} ({})", e.category())))?;
     ConnectionManager::new_with_config(client, config)
         .await
         .map_err(from_redis)
+}
+
+#[cfg(feature = "tls")]
+fn open_client(url: &str, root_certificate: Option<Vec<u8>>) -> redis::RedisResult<redis::Client> {
+    match root_certificate {
+        Some(root) => redis::Client::build_with_tls(
+            url,
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(root),
+            },
+        ),
+        None => redis::Client::open(url),
+    }
+}
+
+#[cfg(not(feature = "tls"))]
+fn open_client(url: &str, _root_certificate: Option<Vec<u8>>) -> redis::RedisResult<redis::Client> {
+    redis::Client::open(url)
 }
 
 #[cfg(feature = "tls")]
