@@ -142,3 +142,71 @@ pub(crate) fn malformed(table: &str, key: &str, why: impl std::fmt::Display) -> 
         format!("item {key:?} in table {table} is not a lease this store can read: {why}"),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_dynamodb::error::ErrorMetadata;
+    use aws_sdk_dynamodb::operation::get_item::GetItemError;
+    use aws_smithy_runtime_api::client::result::ConnectorError;
+    use aws_smithy_types::body::SdkBody;
+
+    fn service(code: &str, status: u16) -> SdkError<GetItemError, HttpResponse> {
+        let err = GetItemError::generic(ErrorMetadata::builder().code(code).message("m").build());
+        let raw = HttpResponse::new(status.try_into().unwrap(), SdkBody::empty());
+        SdkError::service_error(err, raw)
+    }
+
+    #[test]
+    fn throttling_codes_are_throttled() {
+        for code in [
+            "ProvisionedThroughputExceededException",
+            "RequestLimitExceeded",
+            "ThrottlingException",
+        ] {
+            let e = map_sdk("t", service(code, 400));
+            assert!(matches!(e, Error::Throttled { .. }), "{code}: {e:?}");
+            assert!(e.is_retryable());
+        }
+    }
+
+    #[test]
+    fn server_errors_and_dispatch_failures_are_unavailable() {
+        let e = map_sdk("t", service("SomethingNew", 503));
+        assert!(matches!(e, Error::Unavailable { .. }), "{e:?}");
+        let e = map_sdk("t", service("InternalServerError", 500));
+        assert!(matches!(e, Error::Unavailable { .. }), "{e:?}");
+        let refused = SdkError::<GetItemError, HttpResponse>::dispatch_failure(ConnectorError::io(
+            std::io::Error::from(std::io::ErrorKind::ConnectionRefused).into(),
+        ));
+        let e = map_sdk("t", refused);
+        assert!(matches!(e, Error::Unavailable { .. }), "{e:?}");
+    }
+
+    #[test]
+    fn conditions_tables_and_the_rest() {
+        assert_eq!(
+            kind(&service("ConditionalCheckFailedException", 400)),
+            Kind::ConditionFailed
+        );
+        assert!(map_sdk("t", service("ConditionalCheckFailedException", 400)).is_conflict());
+        let e = map_sdk("leases", service("ResourceNotFoundException", 400));
+        assert!(
+            matches!(&e, Error::NotInitialized(m) if m.contains("leases")),
+            "{e:?}"
+        );
+        let e = map_sdk("t", service("ValidationException", 400));
+        assert!(
+            matches!(
+                e,
+                Error::Generic {
+                    store: "dynamodb",
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(!e.is_retryable());
+        assert!(e.to_string().contains("ValidationException") || e.to_string().contains("m"));
+    }
+}
