@@ -1,10 +1,12 @@
 #![doc = include_str!("../README.md")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod engine;
 mod error;
 mod ids;
 pub mod kpl;
 mod lease;
+pub mod processor;
 pub mod retrieval;
 mod sequence;
 mod store;
@@ -12,8 +14,13 @@ mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
+pub use engine::{InitialPosition, Worker, WorkerBuilder, WorkerConfig};
 pub use error::{BoxError, Error, Result};
 pub use ids::{ApplicationName, HashKeyRange, ShardId, WorkerId};
 pub use lease::{Lease, PendingCheckpoint, WorkerHeartbeat};
+pub use processor::{
+    Checkpointer, InitializeInput, ProcessRecordsInput, ProcessorErrorPolicy, ProcessorFactory,
+    ShardProcessor,
+};
 pub use sequence::{ExtendedSequenceNumber, SequenceNumber};
 pub use store::{CheckpointStore, LeaseStore};

@@ -5,10 +5,13 @@
 //!   real server.
 //! - [`FakeStream`]: an in-memory Kinesis stream (splits, merges, iterator
 //!   expiry, injected faults) to run the engine and your processors on.
+//! - [`engine`]: recording processors and a pausable lease store for
+//!   engine tests.
 //! - [`server_from_env`]: how server-backed tests find their server, and
 //!   skip (or, in CI, fail) without one.
 
 pub mod conformance;
+pub mod engine;
 pub mod fake_stream;
 mod servers;
 

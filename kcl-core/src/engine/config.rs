@@ -1,0 +1,363 @@
+//! [`WorkerConfig`] and [`WorkerBuilder`]: the worker's settings, validated
+//! before anything starts.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::error::{BoxError, Error, Result};
+use crate::ids::WorkerId;
+use crate::processor::{FnFactory, ProcessRecordsInput, ProcessorErrorPolicy, ProcessorFactory};
+use crate::retrieval::ShardSource;
+use crate::store::LeaseStore;
+
+use super::Worker;
+
+/// Where a shard with no checkpoint and no ancestor in the lease table
+/// starts. Descendants of leased shards always start at `TRIM_HORIZON`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum InitialPosition {
+    /// The oldest record still in the stream. The default.
+    #[default]
+    TrimHorizon,
+    /// Only records put after the worker started. As the Java KCL does,
+    /// closed shards are not leased at all in this mode unless an ancestor
+    /// is already leased.
+    Latest,
+    /// The first record at or after this time.
+    AtTimestamp(SystemTime),
+}
+
+/// Every setting of a [`Worker`]; see each field's default.
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    /// This worker's id, written as the owner of its leases. Default: the
+    /// host name plus a random suffix.
+    pub worker_id: WorkerId,
+    /// How long a lease whose counter does not move stays with its owner
+    /// before others may take it. Default 10 s. Failover after a crash
+    /// takes at most about one lease duration plus one scan interval.
+    pub lease_duration: Duration,
+    /// How often held leases are renewed and the heartbeat sent. Default
+    /// lease duration / 3.
+    pub renew_interval: Duration,
+    /// How often the taker may ask busy workers to hand leases over
+    /// (balancing). Default lease duration / 2.
+    pub take_interval: Duration,
+    /// How often the taker lists leases and workers to pick up free,
+    /// expired and handed-over leases. Default 500 ms. Shorter means
+    /// faster pick-up after a release but one more `list_leases` and
+    /// `list_workers` per interval per worker on the store.
+    pub scan_interval: Duration,
+    /// How long a requested hand-off may take before the requester takes
+    /// the lease by force. Default one lease duration.
+    pub handoff_timeout: Duration,
+    /// How often shards are listed to create leases for new ones. Default
+    /// 60 s. Consumers also create their children's leases as soon as a
+    /// shard ends, so this only matters for shards found another way.
+    pub shard_sync_interval: Duration,
+    /// How often a consumer checks whether its shard's parents finished.
+    /// Default 500 ms.
+    pub parent_poll_interval: Duration,
+    /// Most records in one `process_records` call. Default 10,000.
+    pub max_records: usize,
+    /// Records read ahead of the processor, at most. Default 30,000.
+    pub prefetch_max_records: usize,
+    /// Bytes (payload plus partition key) read ahead of the processor, at
+    /// most. Default 32 MiB.
+    pub prefetch_max_bytes: usize,
+    /// How long a graceful shutdown waits for processors to checkpoint and
+    /// leases to be released. Default 10 s.
+    pub shutdown_grace: Duration,
+    /// Where shards without checkpoint and without leased ancestor start.
+    pub initial_position: InitialPosition,
+    /// What to do when a processor returns an error. Default
+    /// [`ProcessorErrorPolicy::Retry`].
+    pub error_policy: ProcessorErrorPolicy,
+    /// First delay between retries of a failed batch (doubling each time).
+    /// Default 100 ms.
+    pub retry_min_delay: Duration,
+    /// Longest delay between retries of a failed batch, and between
+    /// attempts to reopen a failed reader. Default 10 s.
+    pub retry_max_delay: Duration,
+    /// Process children without waiting for their parents to finish
+    /// (gokini's `IgnoreShardOrdering`). Default false.
+    pub ignore_shard_ordering: bool,
+}
+
+impl WorkerConfig {
+    /// The defaults, with a generated worker id.
+    pub fn new() -> Self {
+        let lease_duration = Duration::from_secs(10);
+        WorkerConfig {
+            worker_id: default_worker_id(),
+            lease_duration,
+            renew_interval: lease_duration / 3,
+            take_interval: lease_duration / 2,
+            scan_interval: Duration::from_millis(500),
+            handoff_timeout: lease_duration,
+            shard_sync_interval: Duration::from_secs(60),
+            parent_poll_interval: Duration::from_millis(500),
+            max_records: 10_000,
+            prefetch_max_records: 30_000,
+            prefetch_max_bytes: 32 << 20,
+            shutdown_grace: Duration::from_secs(10),
+            initial_position: InitialPosition::TrimHorizon,
+            error_policy: ProcessorErrorPolicy::Retry,
+            retry_min_delay: Duration::from_millis(100),
+            retry_max_delay: Duration::from_secs(10),
+            ignore_shard_ordering: false,
+        }
+    }
+
+    /// Check every value; the first problem found is an [`Error::Config`].
+    pub fn validate(&self) -> Result<()> {
+        let positive = [
+            ("lease_duration", self.lease_duration),
+            ("renew_interval", self.renew_interval),
+            ("take_interval", self.take_interval),
+            ("scan_interval", self.scan_interval),
+            ("handoff_timeout", self.handoff_timeout),
+            ("shard_sync_interval", self.shard_sync_interval),
+            ("parent_poll_interval", self.parent_poll_interval),
+            ("retry_min_delay", self.retry_min_delay),
+        ];
+        for (name, value) in positive {
+            if value.is_zero() {
+                return Err(Error::Config(format!("{name} must be greater than zero")));
+            }
+        }
+        if self.renew_interval >= self.lease_duration {
+            return Err(Error::Config(format!(
+                "renew_interval ({:?}) must be shorter than lease_duration ({:?}), \
+                 or leases expire between renewals",
+                self.renew_interval, self.lease_duration
+            )));
+        }
+        if self.retry_max_delay < self.retry_min_delay {
+            return Err(Error::Config(format!(
+                "retry_max_delay ({:?}) must not be shorter than retry_min_delay ({:?})",
+                self.retry_max_delay, self.retry_min_delay
+            )));
+        }
+        for (name, value) in [
+            ("max_records", self.max_records),
+            ("prefetch_max_records", self.prefetch_max_records),
+            ("prefetch_max_bytes", self.prefetch_max_bytes),
+        ] {
+            if value == 0 {
+                return Err(Error::Config(format!("{name} must be at least 1")));
+            }
+            if value > u32::MAX as usize {
+                return Err(Error::Config(format!(
+                    "{name} must be at most {}",
+                    u32::MAX
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig::new()
+    }
+}
+
+/// Host name plus a random suffix, so two workers on one host differ.
+fn default_worker_id() -> WorkerId {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty() && !h.chars().any(char::is_control))
+        .unwrap_or_else(|| "kcl-worker".to_string());
+    let suffix: u32 = rand::random();
+    WorkerId::new(format!("{host}-{suffix:08x}"))
+        .unwrap_or_else(|_| WorkerId::new(format!("kcl-worker-{suffix:08x}")).expect("valid id"))
+}
+
+/// Builds a [`Worker`]: `Worker::builder()`, then a lease store, a source
+/// and a processor (factory or closure), then [`build`](Self::build).
+///
+/// Durations left unset follow `lease_duration` (renew = lease / 3, take =
+/// lease / 2, hand-off timeout = lease).
+pub struct WorkerBuilder<F> {
+    config: WorkerConfig,
+    worker_id: Option<String>,
+    lease_store: Option<Arc<dyn LeaseStore>>,
+    source: Option<Arc<dyn ShardSource>>,
+    factory: F,
+    renew_set: bool,
+    take_set: bool,
+    handoff_set: bool,
+}
+
+impl<F> std::fmt::Debug for WorkerBuilder<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerBuilder")
+            .field("config", &self.config)
+            .field("lease_store", &self.lease_store)
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WorkerBuilder<()> {
+    pub(crate) fn new() -> Self {
+        WorkerBuilder {
+            config: WorkerConfig::new(),
+            worker_id: None,
+            lease_store: None,
+            source: None,
+            factory: (),
+            renew_set: false,
+            take_set: false,
+            handoff_set: false,
+        }
+    }
+}
+
+macro_rules! setter {
+    ($(#[$doc:meta])* $name:ident: $ty:ty) => {
+        $(#[$doc])*
+        pub fn $name(mut self, value: $ty) -> Self {
+            self.config.$name = value;
+            self
+        }
+    };
+}
+
+impl<F> WorkerBuilder<F> {
+    /// The store the fleet shares leases in. Required.
+    pub fn lease_store(mut self, store: Arc<dyn LeaseStore>) -> Self {
+        self.lease_store = Some(store);
+        self
+    }
+
+    /// The stream to read. Required.
+    pub fn source(mut self, source: Arc<dyn ShardSource>) -> Self {
+        self.source = Some(source);
+        self
+    }
+
+    /// This worker's id (default: host name plus a random suffix).
+    pub fn worker_id(mut self, id: impl Into<String>) -> Self {
+        self.worker_id = Some(id.into());
+        self
+    }
+
+    /// Set the whole configuration at once (the worker id in it is kept
+    /// unless [`worker_id`](Self::worker_id) is also called).
+    pub fn config(mut self, config: WorkerConfig) -> Self {
+        self.config = config;
+        self.renew_set = true;
+        self.take_set = true;
+        self.handoff_set = true;
+        self
+    }
+
+    /// The processor factory: one processor per shard.
+    pub fn processor<P: ProcessorFactory>(self, factory: P) -> WorkerBuilder<P> {
+        WorkerBuilder {
+            config: self.config,
+            worker_id: self.worker_id,
+            lease_store: self.lease_store,
+            source: self.source,
+            factory,
+            renew_set: self.renew_set,
+            take_set: self.take_set,
+            handoff_set: self.handoff_set,
+        }
+    }
+
+    /// The closure shortcut: call `f` on every batch and checkpoint after
+    /// each batch it finished without error.
+    pub fn process_with<C, Fut>(self, f: C) -> WorkerBuilder<FnFactory<C>>
+    where
+        C: Fn(ProcessRecordsInput) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = std::result::Result<(), BoxError>> + Send,
+    {
+        self.processor(FnFactory::new(f))
+    }
+
+    /// Lease duration (default 10 s); also moves the renew, take and
+    /// hand-off intervals that were not set explicitly.
+    pub fn lease_duration(mut self, value: Duration) -> Self {
+        self.config.lease_duration = value;
+        if !self.renew_set {
+            self.config.renew_interval = value / 3;
+        }
+        if !self.take_set {
+            self.config.take_interval = value / 2;
+        }
+        if !self.handoff_set {
+            self.config.handoff_timeout = value;
+        }
+        self
+    }
+
+    /// Renew interval (default lease duration / 3).
+    pub fn renew_interval(mut self, value: Duration) -> Self {
+        self.config.renew_interval = value;
+        self.renew_set = true;
+        self
+    }
+
+    /// Balancing interval (default lease duration / 2).
+    pub fn take_interval(mut self, value: Duration) -> Self {
+        self.config.take_interval = value;
+        self.take_set = true;
+        self
+    }
+
+    /// Hand-off timeout before a forced take (default one lease duration).
+    pub fn handoff_timeout(mut self, value: Duration) -> Self {
+        self.config.handoff_timeout = value;
+        self.handoff_set = true;
+        self
+    }
+
+    setter!(/// Lease scan interval (default 500 ms).
+        scan_interval: Duration);
+    setter!(/// Shard sync interval (default 60 s).
+        shard_sync_interval: Duration);
+    setter!(/// Parent poll interval (default 500 ms).
+        parent_poll_interval: Duration);
+    setter!(/// Most records per `process_records` call (default 10,000).
+        max_records: usize);
+    setter!(/// Prefetch bound in records (default 30,000).
+        prefetch_max_records: usize);
+    setter!(/// Prefetch bound in bytes (default 32 MiB).
+        prefetch_max_bytes: usize);
+    setter!(/// Graceful shutdown grace period (default 10 s).
+        shutdown_grace: Duration);
+    setter!(/// Initial position (default TRIM_HORIZON).
+        initial_position: InitialPosition);
+    setter!(/// Processor error policy (default retry).
+        error_policy: ProcessorErrorPolicy);
+    setter!(/// First retry delay (default 100 ms).
+        retry_min_delay: Duration);
+    setter!(/// Longest retry delay (default 10 s).
+        retry_max_delay: Duration);
+    setter!(/// Do not wait for parents (default false).
+        ignore_shard_ordering: bool);
+}
+
+impl<F: ProcessorFactory> WorkerBuilder<F> {
+    /// Validate everything and build the worker. Fails with
+    /// [`Error::Config`] naming the first missing or invalid setting.
+    pub fn build(mut self) -> Result<Worker<F>> {
+        if let Some(id) = self.worker_id.take() {
+            self.config.worker_id = WorkerId::new(id)?;
+        }
+        let store = self
+            .lease_store
+            .ok_or_else(|| Error::Config("Worker needs a lease store (lease_store)".into()))?;
+        let source = self
+            .source
+            .ok_or_else(|| Error::Config("Worker needs a shard source (source)".into()))?;
+        self.config.validate()?;
+        Ok(Worker::new(self.config, store, source, self.factory))
+    }
+}

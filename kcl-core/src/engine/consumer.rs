@@ -1,0 +1,567 @@
+//! The shard consumer: one task per held lease, a small state machine
+//! (waiting on parents → initializing → processing → shutting down) fed by
+//! the prefetch task.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{BoxError, Result};
+use crate::ids::{ShardId, WorkerId};
+use crate::lease::Lease;
+use crate::processor::checkpointer::CheckpointTarget;
+use crate::processor::{
+    Checkpointer, InitializeInput, ProcessRecordsInput, ProcessorErrorPolicy, ProcessorFactory,
+    ShardProcessor,
+};
+use crate::retrieval::{ChildShard, ShardSource, StartingPosition};
+use crate::sequence::ExtendedSequenceNumber;
+use crate::store::{CheckpointStore, LeaseStore};
+
+use super::config::WorkerConfig;
+use super::prefetch::{self, PrefetchSpec, Prefetched};
+use super::{metric, retry_store};
+
+/// What the worker asks of a running consumer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Control {
+    /// Keep processing.
+    Run,
+    /// Checkpoint (shutdown-requested) and release the lease to this
+    /// worker.
+    Handoff(WorkerId),
+    /// Checkpoint (shutdown-requested) and release the lease to nobody.
+    Shutdown,
+}
+
+/// How a consumer ended.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// The shard ended and `SHARD_END` was checkpointed.
+    ShardEnded,
+    /// The lease was lost; the processor was told.
+    LeaseLost,
+    /// The lease was released (shutdown or hand-off).
+    Released,
+    /// The processor panicked; the lease was released.
+    Panicked,
+    /// The processor failed under [`ProcessorErrorPolicy::Stop`].
+    Stopped(BoxError),
+}
+
+/// How checkpoints and lease chores are done: under a lease, or with a
+/// plain checkpoint store (single-process mode, no leases).
+#[derive(Clone, Debug)]
+pub(crate) enum Coordination {
+    Lease(Arc<dyn LeaseStore>),
+    Single(Arc<dyn CheckpointStore>),
+}
+
+/// Everything a consumer shares with its worker.
+#[derive(Debug)]
+pub(crate) struct ConsumerContext<F> {
+    pub(crate) config: Arc<WorkerConfig>,
+    pub(crate) source: Arc<dyn ShardSource>,
+    pub(crate) coordination: Coordination,
+    pub(crate) factory: Arc<F>,
+}
+
+/// Where a reader starts for a checkpoint, and which records to drop
+/// after it (the checkpointed record itself, and the sub-records of an
+/// aggregate up to the checkpointed one).
+pub(crate) fn start_position(
+    checkpoint: &ExtendedSequenceNumber,
+    config: &WorkerConfig,
+) -> (StartingPosition, Option<ExtendedSequenceNumber>) {
+    match checkpoint {
+        ExtendedSequenceNumber::TrimHorizon | ExtendedSequenceNumber::ShardEnd => {
+            (StartingPosition::TrimHorizon, None)
+        }
+        ExtendedSequenceNumber::Latest => (StartingPosition::Latest, None),
+        ExtendedSequenceNumber::AtTimestamp => match config.initial_position {
+            super::InitialPosition::AtTimestamp(at) => (StartingPosition::AtTimestamp(at), None),
+            // A lease written AT_TIMESTAMP by another application's
+            // configuration: without a timestamp, the safe reading is all.
+            _ => (StartingPosition::TrimHorizon, None),
+        },
+        ExtendedSequenceNumber::Sequence { sequence, .. } => (
+            StartingPosition::AtSequenceNumber(sequence.clone()),
+            Some(checkpoint.clone()),
+        ),
+    }
+}
+
+/// A processor call the error policy applies to.
+enum Call<'a> {
+    Initialize(&'a InitializeInput),
+    Process(&'a ProcessRecordsInput),
+    ShardEnded,
+}
+
+impl Call<'_> {
+    fn name(&self) -> &'static str {
+        match self {
+            Call::Initialize(_) => "initialize",
+            Call::Process(_) => "process_records",
+            Call::ShardEnded => "shard_ended",
+        }
+    }
+}
+
+enum Step {
+    Done,
+    Lost,
+    Control,
+    Panic,
+    Stop(BoxError),
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-string panic payload".into())
+}
+
+/// One consumer run.
+pub(crate) struct Consumer<F: ProcessorFactory> {
+    ctx: Arc<ConsumerContext<F>>,
+    lease: Lease,
+    lost: CancellationToken,
+    control: watch::Receiver<Control>,
+}
+
+impl<F: ProcessorFactory> Consumer<F> {
+    pub(crate) fn new(
+        ctx: Arc<ConsumerContext<F>>,
+        lease: Lease,
+        lost: CancellationToken,
+        control: watch::Receiver<Control>,
+    ) -> Self {
+        Consumer {
+            ctx,
+            lease,
+            lost,
+            control,
+        }
+    }
+
+    fn shard(&self) -> &ShardId {
+        &self.lease.shard_id
+    }
+
+    fn requested(&self) -> Option<Control> {
+        let c = self.control.borrow().clone();
+        (c != Control::Run).then_some(c)
+    }
+
+    /// Wait for `d`, unless the lease is lost or the worker asks something
+    /// first. Returns false if interrupted.
+    async fn pause(&mut self, d: Duration) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep(d) => true,
+            _ = self.lost.cancelled() => false,
+            changed = self.control.changed() => {
+                if changed.is_err() {
+                    // The worker is gone: behave as on shutdown.
+                    self.lost.cancel();
+                }
+                false
+            }
+        }
+    }
+
+    pub(crate) async fn run(mut self) -> Outcome {
+        // Confirm we still hold the lease, and see its latest checkpoint.
+        if let Coordination::Lease(store) = &self.ctx.coordination {
+            let store = Arc::clone(store);
+            match retry_store(|| store.renew_lease(&self.lease)).await {
+                Ok(lease) => self.lease = lease,
+                Err(e) => {
+                    tracing::info!(error = %e, "lease no longer held at start");
+                    return Outcome::LeaseLost;
+                }
+            }
+        }
+        if self.lease.is_finished() {
+            self.release(None).await;
+            return Outcome::ShardEnded;
+        }
+        if !self.ctx.config.ignore_shard_ordering {
+            loop {
+                if self.lost.is_cancelled() {
+                    return Outcome::LeaseLost;
+                }
+                if let Some(c) = self.requested() {
+                    self.release(handoff_target(&c)).await;
+                    return Outcome::Released;
+                }
+                match self.parents_done().await {
+                    Ok(true) => break,
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(error = %e, "checking the parents failed"),
+                }
+                let poll = self.ctx.config.parent_poll_interval;
+                self.pause(poll).await;
+            }
+        }
+        let mut processor = self.ctx.factory.create_processor(self.shard());
+        let target = match &self.ctx.coordination {
+            Coordination::Lease(s) => CheckpointTarget::Lease(Arc::clone(s)),
+            Coordination::Single(s) => CheckpointTarget::Store(Arc::clone(s)),
+        };
+        let mut cp = Checkpointer::new(target, self.lease.clone(), self.lost.clone());
+        tracing::info!(checkpoint = %self.lease.checkpoint, "initializing the processor");
+        let input = InitializeInput {
+            shard_id: self.shard().clone(),
+            checkpoint: self.lease.checkpoint.clone(),
+            pending_checkpoint: self.lease.pending_checkpoint.clone(),
+        };
+        let step = self
+            .with_policy(&mut processor, &mut cp, Call::Initialize(&input))
+            .await;
+        if let Some(outcome) = self.after_step(step, &mut processor, &mut cp).await {
+            return outcome;
+        }
+        let (start, skip) = start_position(&self.lease.checkpoint, &self.ctx.config);
+        let (mut rx, handle) = prefetch::spawn(PrefetchSpec {
+            source: Arc::clone(&self.ctx.source),
+            shard_id: self.shard().clone(),
+            start,
+            skip_through: skip,
+            hash_key_range: self.lease.hash_key_range,
+            max_records: self.ctx.config.prefetch_max_records,
+            max_bytes: self.ctx.config.prefetch_max_bytes,
+            retry_min_delay: self.ctx.config.retry_min_delay,
+            retry_max_delay: self.ctx.config.retry_max_delay,
+        });
+        let _abort = AbortOnDrop(handle);
+        loop {
+            if self.lost.is_cancelled() {
+                return self.lease_lost(&mut processor).await;
+            }
+            if let Some(c) = self.requested() {
+                return self.shut_down(&mut processor, &mut cp, c).await;
+            }
+            let batch: Prefetched = tokio::select! {
+                biased;
+                _ = self.lost.cancelled() => continue,
+                changed = self.control.changed() => {
+                    if changed.is_err() {
+                        self.lost.cancel();
+                    }
+                    continue;
+                }
+                batch = rx.recv() => match batch {
+                    Some(batch) => batch,
+                    None => {
+                        tracing::error!("the prefetch task ended before the shard did");
+                        self.release(None).await;
+                        return Outcome::Released;
+                    }
+                },
+            };
+            let max = self.ctx.config.max_records;
+            let records = batch.records;
+            let mut start = 0;
+            while start < records.len() {
+                let end = (start + max).min(records.len());
+                let chunk: Arc<[_]> = records[start..end].to_vec().into();
+                start = end;
+                let last = chunk[chunk.len() - 1].extended_sequence_number();
+                cp.on_delivered(last);
+                let input = ProcessRecordsInput {
+                    shard_id: self.shard().clone(),
+                    records: chunk,
+                    millis_behind_latest: batch.millis_behind_latest,
+                };
+                let count = input.records.len() as u64;
+                let step = self
+                    .with_policy(&mut processor, &mut cp, Call::Process(&input))
+                    .await;
+                if matches!(step, Step::Done) {
+                    metrics::counter!(metric::RECORDS_PROCESSED, "shard" => self.shard().to_string())
+                        .increment(count);
+                }
+                if let Some(outcome) = self.after_step(step, &mut processor, &mut cp).await {
+                    return outcome;
+                }
+            }
+            if let Some(children) = batch.shard_end {
+                return self.shard_end(&mut processor, &mut cp, children).await;
+            }
+        }
+    }
+
+    /// Turn a step into an ending, or `None` to go on.
+    async fn after_step(
+        &mut self,
+        step: Step,
+        processor: &mut F::Processor,
+        cp: &mut Checkpointer,
+    ) -> Option<Outcome> {
+        match step {
+            Step::Done if self.lost.is_cancelled() => Some(self.lease_lost(processor).await),
+            Step::Done => None,
+            Step::Lost => Some(self.lease_lost(processor).await),
+            Step::Control => {
+                let c = self.requested().unwrap_or(Control::Shutdown);
+                Some(self.shut_down(processor, cp, c).await)
+            }
+            Step::Panic => Some(self.panicked().await),
+            Step::Stop(e) => {
+                self.release(None).await;
+                Some(Outcome::Stopped(e))
+            }
+        }
+    }
+
+    /// Call the processor until the call succeeds, applying the error
+    /// policy between attempts; a panic is caught and reported as such.
+    async fn with_policy(
+        &mut self,
+        processor: &mut F::Processor,
+        cp: &mut Checkpointer,
+        call: Call<'_>,
+    ) -> Step {
+        let mut delay = self.ctx.config.retry_min_delay;
+        loop {
+            let result = match &call {
+                Call::Initialize(input) => {
+                    AssertUnwindSafe(processor.initialize((*input).clone()))
+                        .catch_unwind()
+                        .await
+                }
+                Call::Process(input) => {
+                    AssertUnwindSafe(processor.process_records((*input).clone(), cp))
+                        .catch_unwind()
+                        .await
+                }
+                Call::ShardEnded => {
+                    AssertUnwindSafe(async {
+                        processor.shard_ended(cp).await?;
+                        if *cp.last_checkpoint() != ExtendedSequenceNumber::ShardEnd {
+                            return Err::<(), BoxError>(
+                                "shard_ended returned without checkpointing SHARD_END".into(),
+                            );
+                        }
+                        Ok(())
+                    })
+                    .catch_unwind()
+                    .await
+                }
+            };
+            let error = match result {
+                Ok(Ok(())) => {
+                    if matches!(call, Call::Process(_)) {
+                        cp.on_processed();
+                    }
+                    return Step::Done;
+                }
+                Err(panic) => {
+                    tracing::error!(call = call.name(), panic = %panic_message(&*panic), "processor panicked");
+                    return Step::Panic;
+                }
+                Ok(Err(e)) => e,
+            };
+            if self.lost.is_cancelled() {
+                return Step::Lost;
+            }
+            metrics::counter!(metric::PROCESSOR_ERRORS, "shard" => self.shard().to_string())
+                .increment(1);
+            match self.ctx.config.error_policy {
+                ProcessorErrorPolicy::Skip => {
+                    tracing::warn!(call = call.name(), error = %error, "processor failed; skipping, as configured");
+                    if matches!(call, Call::Process(_)) {
+                        cp.on_processed();
+                    }
+                    return Step::Done;
+                }
+                ProcessorErrorPolicy::Stop => {
+                    tracing::error!(call = call.name(), error = %error, "processor failed; stopping the worker, as configured");
+                    return Step::Stop(error);
+                }
+                _ => {
+                    tracing::warn!(call = call.name(), error = %error, retry_in = ?delay, "processor failed; retrying the same call");
+                    if !self.pause(delay).await {
+                        return if self.lost.is_cancelled() {
+                            Step::Lost
+                        } else {
+                            Step::Control
+                        };
+                    }
+                    delay = (delay * 2).min(self.ctx.config.retry_max_delay);
+                }
+            }
+        }
+    }
+
+    async fn lease_lost(&mut self, processor: &mut F::Processor) -> Outcome {
+        tracing::warn!("lease lost; stopping the shard");
+        if let Err(panic) = AssertUnwindSafe(processor.lease_lost())
+            .catch_unwind()
+            .await
+        {
+            tracing::error!(panic = %panic_message(&*panic), "processor panicked in lease_lost");
+        }
+        Outcome::LeaseLost
+    }
+
+    async fn shut_down(
+        &mut self,
+        processor: &mut F::Processor,
+        cp: &mut Checkpointer,
+        control: Control,
+    ) -> Outcome {
+        tracing::info!(?control, "shutdown requested");
+        match AssertUnwindSafe(processor.shutdown_requested(cp))
+            .catch_unwind()
+            .await
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "shutdown_requested failed; records after the last checkpoint will be delivered again")
+            }
+            Err(panic) => {
+                tracing::error!(panic = %panic_message(&*panic), "processor panicked in shutdown_requested")
+            }
+        }
+        if self.lost.is_cancelled() {
+            return self.lease_lost(processor).await;
+        }
+        self.release(handoff_target(&control)).await;
+        Outcome::Released
+    }
+
+    async fn panicked(&mut self) -> Outcome {
+        metrics::counter!(metric::PROCESSOR_PANICS, "shard" => self.shard().to_string())
+            .increment(1);
+        // Hold the lease a moment so a processor that always panics does not
+        // spin; then let any worker start a fresh processor from the last
+        // checkpoint.
+        let pause = self.ctx.config.retry_max_delay.min(Duration::from_secs(1));
+        self.pause(pause).await;
+        if !self.lost.is_cancelled() {
+            self.release(None).await;
+        }
+        Outcome::Panicked
+    }
+
+    async fn shard_end(
+        &mut self,
+        processor: &mut F::Processor,
+        cp: &mut Checkpointer,
+        children: Vec<ChildShard>,
+    ) -> Outcome {
+        cp.on_shard_ended();
+        let step = self.with_policy(processor, cp, Call::ShardEnded).await;
+        if let Some(outcome) = self.after_step(step, processor, cp).await {
+            return outcome;
+        }
+        if *cp.last_checkpoint() != ExtendedSequenceNumber::ShardEnd {
+            // Skip policy: the engine checkpoints the end itself, since
+            // children can only start after it.
+            if let Err(e) = cp.checkpoint_shard_end().await {
+                tracing::warn!(error = %e, "checkpointing SHARD_END failed");
+                return self.lease_lost(processor).await;
+            }
+        }
+        tracing::info!("shard ended");
+        if let Coordination::Lease(store) = &self.ctx.coordination {
+            let store = Arc::clone(store);
+            let children = if children.is_empty() {
+                self.children_from_listing().await
+            } else {
+                children
+            };
+            if let Err(e) = self.record_children(&store, &children).await {
+                tracing::warn!(error = %e, "recording the children failed; shard sync will create them");
+            }
+            self.release(None).await;
+        }
+        Outcome::ShardEnded
+    }
+
+    async fn children_from_listing(&self) -> Vec<ChildShard> {
+        match self.ctx.source.list_shards().await {
+            Ok(shards) => shards
+                .into_iter()
+                .filter(|s| s.parents().any(|p| p == self.shard()))
+                .map(|s| ChildShard {
+                    parent_shard_ids: s.parents().cloned().collect(),
+                    shard_id: s.shard_id,
+                    hash_key_range: s.hash_key_range,
+                })
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "listing shards for the children failed");
+                Vec::new()
+            }
+        }
+    }
+
+    async fn record_children(
+        &self,
+        store: &Arc<dyn LeaseStore>,
+        children: &[ChildShard],
+    ) -> Result<()> {
+        let ids: Vec<ShardId> = children.iter().map(|c| c.shard_id.clone()).collect();
+        retry_store(|| store.update_child_shard_ids(&self.lease, &ids)).await?;
+        for child in children {
+            let lease = Lease::new(child.shard_id.clone(), ExtendedSequenceNumber::TrimHorizon)
+                .with_parents(child.parent_shard_ids.iter().cloned())
+                .with_hash_key_range(child.hash_key_range);
+            retry_store(|| store.create_lease_if_absent(&lease)).await?;
+        }
+        Ok(())
+    }
+
+    /// Whether every parent lease is at SHARD_END or gone.
+    async fn parents_done(&self) -> Result<bool> {
+        let Coordination::Lease(store) = &self.ctx.coordination else {
+            // The single-process consumer starts a shard only once its
+            // parents are done.
+            return Ok(true);
+        };
+        for parent in &self.lease.parent_shard_ids {
+            if let Some(lease) = store.get_lease(parent).await?
+                && !lease.is_finished()
+            {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Give the lease up (leased mode); a conflict means it is gone anyway.
+    async fn release(&self, to: Option<WorkerId>) {
+        let Coordination::Lease(store) = &self.ctx.coordination else {
+            return;
+        };
+        let result = retry_store(|| store.release_lease(&self.lease, to.as_ref())).await;
+        match result {
+            Ok(()) => tracing::info!(to = ?to, "lease released"),
+            Err(e) => tracing::warn!(error = %e, "releasing the lease failed; it will expire"),
+        }
+    }
+}
+
+fn handoff_target(control: &Control) -> Option<WorkerId> {
+    match control {
+        Control::Handoff(to) => Some(to.clone()),
+        _ => None,
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
