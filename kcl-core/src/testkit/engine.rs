@@ -14,7 +14,7 @@ use crate::error::{BoxError, Result};
 use crate::ids::{ShardId, WorkerId};
 use crate::lease::{Lease, PendingCheckpoint, WorkerHeartbeat};
 use crate::processor::{Checkpointer, InitializeInput, ProcessRecordsInput, ShardProcessor};
-use crate::sequence::{ExtendedSequenceNumber, SequenceNumber};
+use crate::sequence::ExtendedSequenceNumber;
 use crate::store::LeaseStore;
 
 /// One record as a recording processor saw it.
@@ -28,6 +28,9 @@ pub struct Processed {
     pub position: ExtendedSequenceNumber,
     /// The payload.
     pub data: Bytes,
+    /// When it was processed (tokio's clock, so paused-clock tests see
+    /// virtual time).
+    pub at: tokio::time::Instant,
 }
 
 /// A life-cycle call a recording processor received.
@@ -202,6 +205,7 @@ impl ShardProcessor for RecordingProcessor {
                     shard_id: self.shard_id.clone(),
                     position: record.extended_sequence_number(),
                     data: record.data.clone(),
+                    at: tokio::time::Instant::now(),
                 });
             }
         }
@@ -340,10 +344,4 @@ impl LeaseStore for PausableLeaseStore {
     async fn remove_worker(&self, worker: &WorkerId) -> Result<()> {
         self.inner.remove_worker(worker).await
     }
-}
-
-/// The numeric value of a fake stream's sequence number, for tests that
-/// number records.
-pub fn sequence_value(sequence: &SequenceNumber) -> Option<u128> {
-    sequence.to_u128()
 }
