@@ -134,6 +134,7 @@ pub(crate) struct Consumer<F: ProcessorFactory> {
     lease: Lease,
     lost: CancellationToken,
     control: watch::Receiver<Control>,
+    start_override: Option<StartingPosition>,
 }
 
 impl<F: ProcessorFactory> Consumer<F> {
@@ -148,7 +149,15 @@ impl<F: ProcessorFactory> Consumer<F> {
             lease,
             lost,
             control,
+            start_override: None,
         }
+    }
+
+    /// Start reading at `position` instead of the lease's checkpoint (the
+    /// single-process consumer's explicit AT/AFTER_SEQUENCE_NUMBER).
+    pub(crate) fn starting_at(mut self, position: StartingPosition) -> Self {
+        self.start_override = Some(position);
+        self
     }
 
     fn shard(&self) -> &ShardId {
@@ -228,7 +237,10 @@ impl<F: ProcessorFactory> Consumer<F> {
         if let Some(outcome) = self.after_step(step, &mut processor, &mut cp).await {
             return outcome;
         }
-        let (start, skip) = start_position(&self.lease.checkpoint, &self.ctx.config);
+        let (start, skip) = match self.start_override.take() {
+            Some(position) => (position, None),
+            None => start_position(&self.lease.checkpoint, &self.ctx.config),
+        };
         let (mut rx, handle) = prefetch::spawn(PrefetchSpec {
             source: Arc::clone(&self.ctx.source),
             shard_id: self.shard().clone(),

@@ -51,41 +51,13 @@ pub(crate) fn leases_to_create(
     leased: &HashSet<ShardId>,
     initial: InitialPosition,
 ) -> Vec<Lease> {
-    let by_id: HashMap<&ShardId, &ShardDescription> =
-        shards.iter().map(|s| (&s.shard_id, s)).collect();
     let mut children: HashMap<&ShardId, Vec<&ShardId>> = HashMap::new();
     for shard in shards {
         for parent in shard.parents() {
             children.entry(parent).or_default().push(&shard.shard_id);
         }
     }
-    // Depth in the listed lineage, so parents sort first.
-    fn depth<'a>(
-        id: &'a ShardId,
-        by_id: &HashMap<&'a ShardId, &'a ShardDescription>,
-        memo: &mut HashMap<&'a ShardId, usize>,
-    ) -> usize {
-        if let Some(d) = memo.get(id) {
-            return *d;
-        }
-        let d = by_id.get(id).map_or(0, |s| {
-            s.parents()
-                .map(|p| 1 + depth(p, by_id, memo))
-                .max()
-                .unwrap_or(0)
-        });
-        memo.insert(id, d);
-        d
-    }
-    let mut memo = HashMap::new();
-    let mut ordered: Vec<&ShardDescription> = shards.iter().collect();
-    ordered.sort_by_cached_key(|s| {
-        (
-            depth(&s.shard_id, &by_id, &mut memo),
-            s.starting_sequence_number.clone(),
-            s.shard_id.clone(),
-        )
-    });
+    let ordered = parents_first(shards);
     let start = match initial {
         InitialPosition::TrimHorizon => ExtendedSequenceNumber::TrimHorizon,
         InitialPosition::Latest => ExtendedSequenceNumber::Latest,
@@ -118,4 +90,40 @@ pub(crate) fn leases_to_create(
         );
     }
     out
+}
+
+/// The shards ordered parents before children (by depth in the listed
+/// lineage, then starting sequence number).
+pub(crate) fn parents_first(shards: &[ShardDescription]) -> Vec<&ShardDescription> {
+    let by_id: HashMap<&ShardId, &ShardDescription> =
+        shards.iter().map(|s| (&s.shard_id, s)).collect();
+    fn depth<'a>(
+        id: &'a ShardId,
+        by_id: &HashMap<&'a ShardId, &'a ShardDescription>,
+        memo: &mut HashMap<&'a ShardId, usize>,
+    ) -> usize {
+        if let Some(d) = memo.get(id) {
+            return *d;
+        }
+        // Guard against a malformed lineage with a cycle.
+        memo.insert(id, 0);
+        let d = by_id.get(id).map_or(0, |s| {
+            s.parents()
+                .map(|p| 1 + depth(p, by_id, memo))
+                .max()
+                .unwrap_or(0)
+        });
+        memo.insert(id, d);
+        d
+    }
+    let mut memo = HashMap::new();
+    let mut ordered: Vec<&ShardDescription> = shards.iter().collect();
+    ordered.sort_by_cached_key(|s| {
+        (
+            depth(&s.shard_id, &by_id, &mut memo),
+            s.starting_sequence_number.clone(),
+            s.shard_id.clone(),
+        )
+    });
+    ordered
 }

@@ -1,0 +1,79 @@
+#![cfg(feature = "testkit")]
+//! The engine's metrics, read back with metrics-util's DebuggingRecorder
+//! (installed globally, so this file holds one test).
+
+mod engine_common;
+
+use std::time::Duration;
+
+use engine_common::*;
+use kcl_core::engine::metric;
+use kcl_core::testkit::FakeStream;
+use kcl_core::testkit::engine::Recorder;
+use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+#[tokio::test(start_paused = true)]
+async fn records_leases_and_latencies_are_measured() {
+    let debugging = DebuggingRecorder::new();
+    let snapshotter = debugging.snapshotter();
+    debugging.install().unwrap();
+
+    let stream = FakeStream::new(3);
+    fill(&stream, 0, 300);
+    let store = store();
+    let recorder = Recorder::new();
+    let w = spawn_worker("m", store.clone(), &stream, &recorder);
+    wait_until("300 records", Duration::from_secs(10), || {
+        recorder.count() >= 300
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let snapshot = snapshotter.snapshot().into_vec();
+    let mut processed = 0;
+    let mut shards_seen = std::collections::HashSet::new();
+    let mut current_leases = None;
+    let mut taken = 0;
+    let mut get_records = 0;
+    let mut checkpoints = 0;
+    for (key, _, _, value) in &snapshot {
+        let name = key.key().name();
+        let labels: Vec<_> = key
+            .key()
+            .labels()
+            .map(|l| (l.key().to_string(), l.value().to_string()))
+            .collect();
+        match (name, value) {
+            (n, DebugValue::Counter(c)) if n == metric::RECORDS_PROCESSED => {
+                processed += c;
+                shards_seen.extend(
+                    labels
+                        .iter()
+                        .filter(|l| l.0 == "shard")
+                        .map(|l| l.1.clone()),
+                );
+            }
+            (n, DebugValue::Gauge(g)) if n == metric::CURRENT_LEASES => {
+                current_leases = Some(g.into_inner())
+            }
+            (n, DebugValue::Counter(c)) if n == metric::LEASES_TAKEN => taken += c,
+            (n, DebugValue::Histogram(h)) if n == metric::GET_RECORDS_SECONDS => {
+                get_records += h.len()
+            }
+            (n, DebugValue::Histogram(h)) if n == metric::CHECKPOINT_SECONDS => {
+                checkpoints += h.len()
+            }
+            _ => {}
+        }
+    }
+    println!(
+        "metrics: processed {processed}, shards {shards_seen:?}, current leases {current_leases:?}, taken {taken}, get_records samples {get_records}, checkpoint samples {checkpoints}"
+    );
+    assert_eq!(processed, 300);
+    assert_eq!(shards_seen.len(), 3, "per-shard label");
+    assert_eq!(current_leases, Some(3.0));
+    assert_eq!(taken, 3);
+    assert!(get_records >= 3);
+    assert!(checkpoints >= 3);
+    w.stop().await;
+}
