@@ -10,8 +10,9 @@
 //!   `LATEST`, a closed shard with no leased ancestor gets no lease at all
 //!   (Java lists only the shards open at the tip: reading a closed shard
 //!   from LATEST yields nothing);
-//! - a shard any of whose children has a lease is finished (its lease may
-//!   have been deleted after it ended): it is never leased again.
+//! - a shard any of whose descendants has a lease is finished (its lease,
+//!   and its children's, may have been deleted after they ended): it is
+//!   never leased again.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -69,10 +70,7 @@ pub(crate) fn leases_to_create(
         if leased.contains(id) {
             continue;
         }
-        let finished = children
-            .get(id)
-            .is_some_and(|cs| cs.iter().any(|c| leased.contains(*c)));
-        if finished {
+        if has_leased_descendant(id, &children, leased, &mut HashMap::new()) {
             continue;
         }
         let descendant = shard.parents().any(|p| leased.contains(p));
@@ -90,6 +88,27 @@ pub(crate) fn leases_to_create(
         );
     }
     out
+}
+
+/// Whether any descendant of `id` (child, grandchild, …) has a lease: then
+/// `id` was finished before (its own lease may have been cleaned up, and
+/// so may its children's once theirs started).
+fn has_leased_descendant<'a>(
+    id: &'a ShardId,
+    children: &HashMap<&'a ShardId, Vec<&'a ShardId>>,
+    leased: &HashSet<ShardId>,
+    memo: &mut HashMap<&'a ShardId, bool>,
+) -> bool {
+    if let Some(known) = memo.get(id) {
+        return *known;
+    }
+    memo.insert(id, false);
+    let found = children.get(id).is_some_and(|cs| {
+        cs.iter()
+            .any(|c| leased.contains(*c) || has_leased_descendant(c, children, leased, memo))
+    });
+    memo.insert(id, found);
+    found
 }
 
 /// The shards ordered parents before children (by depth in the listed
@@ -126,4 +145,99 @@ pub(crate) fn parents_first(shards: &[ShardDescription]) -> Vec<&ShardDescriptio
         )
     });
     ordered
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::HashKeyRange;
+    use crate::sequence::SequenceNumber;
+
+    fn shard(id: u32, parents: &[u32], closed: bool) -> ShardDescription {
+        let sid = |n: u32| ShardId::new(format!("shardId-{n:012}")).unwrap();
+        ShardDescription {
+            shard_id: sid(id),
+            parent_shard_id: parents.first().map(|p| sid(*p)),
+            adjacent_parent_shard_id: parents.get(1).map(|p| sid(*p)),
+            hash_key_range: HashKeyRange::FULL,
+            starting_sequence_number: SequenceNumber::from(u128::from(id) * 100),
+            ending_sequence_number: closed.then(|| SequenceNumber::from(u128::from(id) * 100 + 99)),
+        }
+    }
+
+    /// 0 and 1 merged into 2, 2 split into 3 and 4 (open).
+    fn lineage() -> Vec<ShardDescription> {
+        vec![
+            shard(4, &[2], false),
+            shard(2, &[0, 1], true),
+            shard(0, &[], true),
+            shard(3, &[2], false),
+            shard(1, &[], true),
+        ]
+    }
+
+    fn ids(leases: &[Lease]) -> Vec<(String, ExtendedSequenceNumber)> {
+        leases
+            .iter()
+            .map(|l| {
+                (
+                    l.shard_id.to_string()[8..]
+                        .trim_start_matches('0')
+                        .to_string(),
+                    l.checkpoint.clone(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn empty_table_trim_horizon_leases_everything_parents_first() {
+        let leases = leases_to_create(&lineage(), &HashSet::new(), InitialPosition::TrimHorizon);
+        let got = ids(&leases);
+        let order: Vec<&str> = got.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(order, ["", "1", "2", "3", "4"]); // "" is shard 0
+        assert!(
+            got.iter()
+                .all(|(_, c)| *c == ExtendedSequenceNumber::TrimHorizon)
+        );
+        let merged = leases
+            .iter()
+            .find(|l| l.shard_id.as_str().ends_with("02"))
+            .unwrap();
+        assert_eq!(merged.parent_shard_ids.len(), 2);
+    }
+
+    #[test]
+    fn empty_table_latest_leases_only_open_shards() {
+        let leases = leases_to_create(&lineage(), &HashSet::new(), InitialPosition::Latest);
+        assert_eq!(
+            ids(&leases),
+            vec![
+                ("3".to_string(), ExtendedSequenceNumber::Latest),
+                ("4".to_string(), ExtendedSequenceNumber::Latest)
+            ]
+        );
+    }
+
+    #[test]
+    fn descendants_of_leased_shards_start_at_trim_horizon() {
+        let leased: HashSet<ShardId> = [lineage()[1].shard_id.clone()].into();
+        let leases = leases_to_create(&lineage(), &leased, InitialPosition::Latest);
+        assert_eq!(
+            ids(&leases),
+            vec![
+                ("3".to_string(), ExtendedSequenceNumber::TrimHorizon),
+                ("4".to_string(), ExtendedSequenceNumber::TrimHorizon)
+            ]
+        );
+    }
+
+    #[test]
+    fn shards_with_leased_descendants_are_never_leased_again() {
+        // 0, 1 and 2 finished and were cleaned up; only 3 and 4 remain.
+        let leased: HashSet<ShardId> =
+            [lineage()[0].shard_id.clone(), lineage()[3].shard_id.clone()].into();
+        let leases = leases_to_create(&lineage(), &leased, InitialPosition::TrimHorizon);
+        assert!(leases.is_empty(), "re-created {:?}", ids(&leases));
+    }
 }

@@ -46,6 +46,8 @@ pub enum Event {
     LeaseLost,
     /// A checkpoint the processor tried failed with this message.
     CheckpointFailed(String),
+    /// The processor checkpointed this position (end of a batch).
+    Checkpointed(ExtendedSequenceNumber),
 }
 
 #[derive(Debug, Default)]
@@ -228,6 +230,9 @@ impl ShardProcessor for RecordingProcessor {
             );
             return Err(e.into());
         }
+        let position = checkpointer.last_checkpoint().clone();
+        self.recorder
+            .event(&self.worker, &self.shard_id, Event::Checkpointed(position));
         Ok(())
     }
 
