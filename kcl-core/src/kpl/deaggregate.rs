@@ -137,6 +137,12 @@ pub(crate) fn deaggregate(
     for (i, user) in records.iter().enumerate() {
         last_use[index(user.partition_key_index)] = i;
     }
+    // Partition key hashes for the filter, each computed once, on first use
+    // (the KPL shares one table entry between the records of a key).
+    let mut pk_hashes: Vec<Option<u128>> = match filter {
+        Some(_) => vec![None; partition_key_table.len()],
+        None => Vec::new(),
+    };
     out.reserve(records.len());
     for (i, user) in records.into_iter().enumerate() {
         let pk_index = index(user.partition_key_index);
@@ -144,7 +150,9 @@ pub(crate) fn deaggregate(
         if let Some(range) = filter {
             let hash_key = match ehk_index {
                 Some(e) => hash_keys[e],
-                None => effective_hash_key(&partition_key_table[pk_index], None),
+                None => *pk_hashes[pk_index].get_or_insert_with(|| {
+                    effective_hash_key(&partition_key_table[pk_index], None)
+                }),
             };
             if !range.contains(hash_key) {
                 out.truncate(start);
