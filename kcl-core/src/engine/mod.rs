@@ -3,8 +3,11 @@
 //! A worker is a handful of concurrent loops inside [`Worker::run`]:
 //!
 //! - **shard sync** (at start and every `shard_sync_interval`): lists the
-//!   shards and creates missing leases, parents before children (see
-//!   [`shard_sync`](self) rules in the module source);
+//!   shards and creates missing leases, parents before children, with the
+//!   rules of the Java KCL's `HierarchicalShardSyncer` (a shard whose
+//!   parent is leased starts at TRIM_HORIZON; others at the initial
+//!   position; with LATEST, closed shards without a leased ancestor get no
+//!   lease; a shard with a leased descendant is never leased again);
 //! - **renewer** (every `renew_interval`): renews every held lease and sends
 //!   the worker's heartbeat. A renew refused with `Conflict` means the
 //!   lease was lost: that shard's consumer stops at once and its processor
