@@ -189,3 +189,69 @@ async fn three_workers_split_twelve_shards_evenly() {
         run.await.unwrap().unwrap();
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn read_faults_and_expired_iterators_lose_and_repeat_nothing() {
+    let stream = FakeStream::new(2);
+    fill(&stream, 500);
+    let store = store();
+    let recorder = Recorder::new();
+    let shard = stream.shards()[0].shard_id.clone();
+    stream.fail_next_reads(&shard, 3, kcl_core::testkit::Fault::Throttled);
+    stream.fail_next_reads(&shard, 1, kcl_core::testkit::Fault::Fatal);
+    let (cancel, run) = spawn_worker("w1", &store, &stream, &recorder);
+    wait_until("500 records", Duration::from_secs(60), || {
+        recorder.count() >= 500
+    })
+    .await;
+    stream.expire_iterators();
+    stream.fail_next_reads(&shard, 2, kcl_core::testkit::Fault::Unavailable);
+    fill(&stream, 100);
+    wait_until("600 records", Duration::from_secs(60), || {
+        recorder.count() >= 600
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(recorder.count(), 600);
+    assert!(recorder.duplicates().is_empty());
+    println!("read faults: {:?}", stream.stats());
+    assert!(stream.stats().reseeks >= 1);
+    cancel.cancel();
+    run.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_processor_back_pressures_the_reader() {
+    let config = kcl_core::testkit::FakeStreamConfig {
+        max_records: 50,
+        ..Default::default()
+    };
+    let stream = FakeStream::with_config(1, config);
+    fill(&stream, 5_000);
+    let store = store();
+    let recorder = Recorder::new();
+    recorder.set_delay(Duration::from_millis(100));
+    let worker = Worker::builder()
+        .worker_id("slow")
+        .lease_store(store.clone())
+        .source(Arc::new(stream.clone()))
+        .prefetch_max_records(200)
+        .processor(recorder.factory("slow"))
+        .build()
+        .unwrap();
+    let cancel = CancellationToken::new();
+    let run = tokio::spawn(worker.run(cancel.clone()));
+    let mut worst = 0;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let ahead = stream.stats().records_delivered as usize - recorder.count();
+        worst = worst.max(ahead);
+    }
+    println!(
+        "prefetch: at most {worst} records read ahead of a slow processor (bound 200 + one batch of 50)"
+    );
+    assert!(recorder.count() > 0 && recorder.count() < 5_000);
+    assert!(worst <= 200 + 50 + 50, "read {worst} ahead");
+    cancel.cancel();
+    run.await.unwrap().unwrap();
+}

@@ -447,3 +447,65 @@ fn invalid_configuration_is_refused_with_a_clear_error() {
     assert_eq!(worker.config().take_interval, Duration::from_secs(15));
     assert_eq!(worker.config().handoff_timeout, Duration::from_secs(30));
 }
+
+/// Commits checkpoints itself (as inside its own database transaction),
+/// then tells the engine.
+struct SelfCommitting {
+    store: Arc<dyn LeaseStore>,
+    seen: Seen,
+}
+
+impl ShardProcessor for SelfCommitting {
+    async fn process_records(
+        &mut self,
+        input: ProcessRecordsInput,
+        cp: &mut Checkpointer,
+    ) -> Result<(), BoxError> {
+        let last = input.records().last().unwrap().extended_sequence_number();
+        cp.validate(&last)?;
+        // "In the application's transaction": a fenced write under the
+        // lease the checkpointer holds.
+        self.store.update_checkpoint(cp.lease(), &last).await?;
+        cp.record_committed_checkpoint(last.clone())?;
+        assert_eq!(*cp.last_checkpoint(), last);
+        let first = input.records()[0].extended_sequence_number();
+        if first < last {
+            match cp.record_committed_checkpoint(first) {
+                Err(Error::InvalidCheckpoint(_)) => self.seen.note("below refused"),
+                other => self.seen.note(format!("below unexpectedly {other:?}")),
+            }
+        }
+        self.seen
+            .calls
+            .fetch_add(input.records().len(), Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn checkpoints_committed_by_the_application_are_recorded() {
+    let stream = FakeStream::new(1);
+    fill(&stream, 0, 20);
+    let store = store();
+    let seen = Seen::default();
+    let (s, st) = (seen.clone(), store.clone());
+    let (cancel, run) = run_worker(
+        store.clone(),
+        &stream,
+        ProcessorErrorPolicy::Stop,
+        move |_: &ShardId| SelfCommitting {
+            store: st.clone(),
+            seen: s.clone(),
+        },
+    );
+    wait_until("20 records", Duration::from_secs(5), || {
+        seen.calls.load(Ordering::SeqCst) >= 20
+    })
+    .await;
+    cancel.cancel();
+    run.await.unwrap().unwrap();
+    assert_eq!(seen.notes(), vec!["below refused".to_string()]);
+    let lease = store.list_leases().await.unwrap().remove(0);
+    let records = stream.records(&lease.shard_id).unwrap();
+    assert_eq!(lease.checkpoint, records[19].extended_sequence_number());
+}
