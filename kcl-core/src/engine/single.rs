@@ -156,6 +156,7 @@ impl<F: ProcessorFactory> SingleConsumerBuilder<F> {
 /// [module docs](self).
 ///
 /// ```
+/// # #[cfg(feature = "testkit")] {
 /// use std::sync::Arc;
 /// use kcl_core::engine::SingleConsumer;
 /// use kcl_core::testkit::FakeStream;
@@ -180,6 +181,7 @@ impl<F: ProcessorFactory> SingleConsumerBuilder<F> {
 /// cancel.cancel();
 /// run.await.unwrap()?;
 /// # Ok::<(), kcl_core::Error>(()) }).unwrap();
+/// # }
 /// ```
 pub struct SingleConsumer<F> {
     ctx: Arc<ConsumerContext<F>>,

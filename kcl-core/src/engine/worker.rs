@@ -23,6 +23,7 @@ use super::{metric, renewer, shard_sync, taker};
 /// A worker of a fleet consuming one stream; see the [module docs](super).
 ///
 /// ```
+/// # #[cfg(feature = "testkit")] {
 /// use std::sync::Arc;
 /// use kcl_core::engine::Worker;
 /// use kcl_core::testkit::FakeStream;
@@ -49,6 +50,7 @@ use super::{metric, renewer, shard_sync, taker};
 /// cancel.cancel(); // graceful: checkpoint, release every lease
 /// run.await.unwrap()?;
 /// # Ok::<(), kcl_core::Error>(()) }).unwrap();
+/// # }
 /// ```
 pub struct Worker<F> {
     config: Arc<WorkerConfig>,
