@@ -255,3 +255,21 @@ async fn a_slow_processor_back_pressures_the_reader() {
     cancel.cancel();
     run.await.unwrap().unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_shard_listing_at_start_is_retried_soon() {
+    let stream = FakeStream::new(2);
+    fill(&stream, 100);
+    stream.fail_next_list_shards(3, kcl_core::testkit::Fault::Unavailable);
+    let store = store();
+    let recorder = Recorder::new();
+    let (cancel, run) = spawn_worker("w1", &store, &stream, &recorder);
+    let took = wait_until("100 records", Duration::from_secs(10), || {
+        recorder.count() >= 100
+    })
+    .await;
+    println!("drained after 3 failed listings in {took:?}");
+    assert_eq!(stream.stats().list_shards_calls, 4);
+    cancel.cancel();
+    run.await.unwrap().unwrap();
+}

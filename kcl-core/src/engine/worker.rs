@@ -169,15 +169,19 @@ impl<F: ProcessorFactory> Engine<F> {
         if let Err(e) = self.store.heartbeat(&self.me).await {
             tracing::warn!(error = %e, "first heartbeat failed");
         }
-        if let Err(e) = self.sync().await {
-            tracing::warn!(error = %e, "initial shard sync failed; retrying later");
-        }
+        let synced = match self.sync().await {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "initial shard sync failed; retrying soon");
+                false
+            }
+        };
         let renew_stop = CancellationToken::new();
         let main = async {
             tokio::select! {
                 _ = self.stop.cancelled() => {}
                 _ = taker::run(self) => {}
-                _ = self.sync_loop() => {}
+                _ = self.sync_loop(synced) => {}
             }
             self.shut_down().await;
             renew_stop.cancel();
@@ -206,14 +210,28 @@ impl<F: ProcessorFactory> Engine<F> {
         .await
     }
 
-    async fn sync_loop(&self) {
-        let mut tick = tokio::time::interval(self.config().shard_sync_interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await;
+    /// Sync every `shard_sync_interval`; after a failure (the initial sync
+    /// included), retry sooner with a doubling delay.
+    async fn sync_loop(&self, mut healthy: bool) {
+        let interval = self.config().shard_sync_interval;
+        let mut retry = self.config().retry_min_delay;
         loop {
-            tick.tick().await;
-            if let Err(e) = self.sync().await {
-                tracing::warn!(error = %e, "shard sync failed");
+            let wait = if healthy {
+                interval
+            } else {
+                retry.min(interval)
+            };
+            tokio::time::sleep(wait).await;
+            match self.sync().await {
+                Ok(_) => {
+                    healthy = true;
+                    retry = self.config().retry_min_delay;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?retry.min(interval), "shard sync failed");
+                    healthy = false;
+                    retry = (retry * 2).min(self.config().retry_max_delay);
+                }
             }
         }
     }
@@ -319,5 +337,14 @@ impl<F: ProcessorFactory> Engine<F> {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
         self.reap();
+        // A lease handed to this worker while it was stopping has no
+        // consumer: give it back so a peer need not wait for it to expire.
+        if let Ok(leases) = self.store.list_leases().await {
+            for lease in leases.iter().filter(|l| l.is_owned_by(&self.me)) {
+                if let Err(e) = self.store.release_lease(lease, None).await {
+                    tracing::debug!(shard = %lease.shard_id, error = %e, "releasing a leftover lease failed");
+                }
+            }
+        }
     }
 }
