@@ -150,7 +150,8 @@ fn user_records(count: usize, ehk: impl Fn(usize) -> Option<u128>) -> Vec<UserRe
 }
 
 fn mixed_ehk(i: usize) -> Option<u128> {
-    (i % 3 == 0).then(|| (i as u128).wrapping_mul(0x1234_5678_9abc_def0_1234_5678_9abc_def1))
+    i.is_multiple_of(3)
+        .then(|| (i as u128).wrapping_mul(0x1234_5678_9abc_def0_1234_5678_9abc_def1))
 }
 
 fn all_ehk(i: usize) -> Option<u128> {

@@ -63,8 +63,8 @@ fn fill(stream: &FakeStream) -> HashMap<ShardId, Vec<Seen>> {
 
             let mut aggregator = Aggregator::new();
             let mut users = Vec::new();
-            for i in 0..10 {
-                let key = if i % 3 == 0 {
+            for i in 0..10u128 {
+                let key = if i.is_multiple_of(3) {
                     format!("{}-shared", shard.shard_id)
                 } else {
                     inside.next().unwrap()

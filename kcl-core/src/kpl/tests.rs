@@ -323,7 +323,7 @@ fn aggregates_never_exceed_the_limit_and_count_exactly() {
     let mut added = 0;
     for i in 0..200u32 {
         let data = vec![b'x'; (i as usize * 7) % 90];
-        let ehk = (i % 3 == 0).then_some(u128::from(i) << 100);
+        let ehk = i.is_multiple_of(3).then_some(u128::from(i) << 100);
         let before = aggregator.size_bytes();
         let finished = aggregator
             .add(format!("key-{}", i % 17), ehk, data)
@@ -357,7 +357,7 @@ fn size_bytes_matches_the_finished_aggregate() {
         aggregator
             .add(
                 format!("key-{}", i % 5),
-                (i % 4 == 0).then_some(u128::from(i) * 1_000_003),
+                i.is_multiple_of(4).then_some(u128::from(i) * 1_000_003),
                 vec![7u8; i as usize * 11],
             )
             .unwrap();
