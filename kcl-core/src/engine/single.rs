@@ -152,8 +152,15 @@ impl<F: ProcessorFactory> SingleConsumerBuilder<F> {
     }
 }
 
-/// Consumes every shard of a stream in one process; see the
-/// [module docs](self).
+/// Consumes every shard of a stream in one process with only a
+/// [`CheckpointStore`]: one consumer per shard, children only after every
+/// parent's checkpoint is `SHARD_END`.
+///
+/// A shard without checkpoint starts at the position given with
+/// [`SingleConsumerBuilder::start_shard_at`] (any of the five iterator
+/// types), else at TRIM_HORIZON if it descends from a shard this consumer
+/// reads, else at the initial position; with LATEST, closed shards without
+/// a consumed ancestor are skipped. Run one per application and stream.
 ///
 /// ```
 /// # #[cfg(feature = "testkit")] {
