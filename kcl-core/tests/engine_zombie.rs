@@ -119,3 +119,50 @@ async fn a_paused_worker_loses_its_lease_cannot_checkpoint_and_checkpoints_never
     z.stop().await;
     p.stop().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_admin_reset_fences_the_owner_which_resumes_from_the_reset_position() {
+    let stream = FakeStream::new(1);
+    fill(&stream, 0, 50);
+    let store = store();
+    let recorder = Recorder::new();
+    let w = spawn_worker("w", store.clone(), &stream, &recorder);
+    wait_until("50 records", Duration::from_secs(10), || {
+        recorder.count() >= 50
+    })
+    .await;
+    let lease = store.list_leases().await.unwrap().remove(0);
+    let records = stream.records(&lease.shard_id).unwrap();
+    // Reset back to record 9: the owner is fenced out at its next renew.
+    store
+        .reset_checkpoint(&lease.shard_id, &records[9].extended_sequence_number())
+        .await
+        .unwrap();
+    let took = wait_until("lease lost", LEASE, || {
+        recorder
+            .events()
+            .iter()
+            .any(|(_, _, e)| *e == Event::LeaseLost)
+    })
+    .await;
+    println!("admin reset: the owner learned it lost the lease {took:?} later");
+    assert!(
+        took <= LEASE / 3 + Duration::from_millis(100),
+        "renew interval bound"
+    );
+    // It takes the now free lease again and re-processes from record 10.
+    wait_until("re-processing", Duration::from_secs(5), || {
+        recorder.count() >= 90
+    })
+    .await;
+    let again: Vec<_> = recorder.processed()[50..]
+        .iter()
+        .map(|p| p.position.clone())
+        .collect();
+    let expected: Vec<_> = records[10..]
+        .iter()
+        .map(|r| r.extended_sequence_number())
+        .collect();
+    assert_eq!(again, expected);
+    w.stop().await;
+}
