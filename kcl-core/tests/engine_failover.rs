@@ -267,3 +267,47 @@ async fn a_worker_joining_two_with_64_shards_is_balanced_within_two_taker_rounds
         w.stop().await;
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_handoff_the_owner_does_not_complete_is_forced_after_the_timeout() {
+    let stream = FakeStream::new(2);
+    fill(&stream, 0, 20);
+    let store = store();
+    let recorder = Recorder::new();
+    // a's processors hang inside their first batch: a keeps renewing, but
+    // never gets to hand anything over.
+    recorder.set_blocked("a", true);
+    let a = spawn_worker("a", store.clone(), &stream, &recorder);
+    wait_until("a to hold both", Duration::from_secs(5), || {
+        recorder.count() >= 20
+    })
+    .await;
+    let joined_at = Instant::now();
+    let b = spawn_worker("b", store.clone(), &stream, &recorder);
+    loop {
+        let o = owners(&*store).await;
+        if o.get("b") == Some(&1) {
+            break;
+        }
+        assert!(joined_at.elapsed() < LEASE * 2, "never forced: {o:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let took = joined_at.elapsed();
+    println!(
+        "forced hand-off: the joining worker took the lease {took:?} after joining (hand-off timeout {LEASE:?})"
+    );
+    assert!(took >= LEASE, "forced only after the hand-off timeout");
+    let moved = shards_of(&*store, "b").await;
+    recorder.set_blocked("a", false);
+    wait_until("a to be told", Duration::from_secs(5), || {
+        recorder.events().iter().any(|(w, s, e)| {
+            w == "a"
+                && moved.contains(s.as_str())
+                && *e == kcl_core::testkit::engine::Event::LeaseLost
+        })
+    })
+    .await;
+    assert_nothing_lost(&stream, &recorder);
+    a.stop().await;
+    b.stop().await;
+}
