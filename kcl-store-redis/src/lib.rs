@@ -2,8 +2,8 @@
 //! [`CheckpointStore`](kcl_core::CheckpointStore) for kcl.
 //!
 //! `RedisStore` keeps one application's leases, worker heartbeats and
-//! checkpoints in Redis (5 or later, standalone, Sentinel-managed or
-//! Cluster). Every compare-and-set (create, take, renew, release, hand-off,
+//! checkpoints in Redis (tested on 7.0; any server with Lua scripting and
+//! multi-field `HSET`, 4.0 or later, should do). Every compare-and-set (create, take, renew, release, hand-off,
 //! checkpoint, prepare, child ids, reset) is one Lua script, kept as a
 //! `.lua` file in `src/scripts/`, so its condition and its write are one
 //! atomic step on the server. It keeps the whole store contract and passes
@@ -59,14 +59,21 @@
 //!
 //! The hash tag puts all of one application's keys in one slot, so every
 //! script (which names at most a lease and the lease index, both in
-//! `KEYS`) is legal under Cluster's key-slot rules, and `MOVED`/`ASK`
-//! never split one operation. Different applications land in different
-//! slots. This crate connects through
+//! `KEYS`), the pipelined reads of a listing and the `MULTI` of a delete
+//! keep Cluster's key-slot rules; different applications land in
+//! different slots. `tests/cluster.rs` proves it by running the whole
+//! conformance suite against a `redis-server` in cluster mode, which
+//! refuses any cross-slot script or transaction.
+//!
+//! This crate connects through a
 //! [`ConnectionManager`](redis::aio::ConnectionManager), which talks to one
-//! node: against a cluster, point it at the node that serves the
-//! application's slot (`CLUSTER KEYSLOT "{kcl:app}"`) or put a
-//! cluster-aware proxy in front; a `MOVED` reply is reported as
-//! [`Error::Generic`](kcl_core::Error::Generic), never retried blindly.
+//! node; it does not follow `MOVED` redirections. Against a multi-node
+//! cluster, point it at the primary serving the application's slot
+//! (`CLUSTER KEYSLOT "{kcl:orders-consumer}"` tells which) or at a
+//! cluster-aware proxy. A `MOVED` reply (the slot moved, say after
+//! resharding) is [`Error::Generic`](kcl_core::Error::Generic), not a
+//! silent success; `TRYAGAIN`, `CLUSTERDOWN` and `MASTERDOWN` are
+//! retryable.
 //!
 //! # Failures
 //!

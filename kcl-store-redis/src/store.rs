@@ -33,6 +33,7 @@ pub struct RedisStore {
 struct Inner {
     connection: ConnectionManager,
     application: ApplicationName,
+    key_prefix: String,
     keys: Keys,
     scripts: Scripts,
     /// The server, with any password redacted.
@@ -74,6 +75,7 @@ impl RedisStore {
             inner: Arc::new(Inner {
                 connection,
                 application,
+                key_prefix: key_prefix.to_string(),
                 keys,
                 scripts: Scripts::new(),
                 endpoint,
@@ -84,14 +86,10 @@ impl RedisStore {
     /// A store for another application on the same connection (as two
     /// applications sharing one server see it), with the same key prefix.
     pub fn with_application(&self, application: ApplicationName) -> Self {
-        let prefix = self.inner.keys.tag()[1..]
-            .rsplit_once(':')
-            .map_or("", |(prefix, _)| prefix)
-            .to_string();
         RedisStore::new(
             self.inner.connection.clone(),
             application,
-            &prefix,
+            &self.inner.key_prefix,
             self.inner.endpoint.clone(),
         )
     }

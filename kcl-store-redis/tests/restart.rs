@@ -7,9 +7,8 @@
 //! append-only file, kills it with SIGKILL, and starts it again on the same
 //! port and directory.
 
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+mod support;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -21,77 +20,6 @@ use kcl_store_redis::RedisStore;
 
 /// No call may take longer than this, server up or down.
 const CALL_BOUND: Duration = Duration::from_secs(10);
-
-/// A redis-server this test started; killed (by its own handle) on drop.
-struct Server {
-    bin: String,
-    port: u16,
-    dir: PathBuf,
-    child: Option<Child>,
-}
-
-impl Server {
-    fn start(bin: &str) -> Server {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let dir =
-            std::env::temp_dir().join(format!("kcl-redis-restart-{port}-{}", random_application()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let mut server = Server {
-            bin: bin.to_string(),
-            port,
-            dir,
-            child: None,
-        };
-        server.spawn();
-        server
-    }
-
-    fn spawn(&mut self) {
-        let child = Command::new(&self.bin)
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-            ])
-            .arg("--dir")
-            .arg(&self.dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start redis-server");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 fn position(i: u64) -> ExtendedSequenceNumber {
     // Wider than u128 and than a double's precision, as real ones are.
@@ -119,7 +47,23 @@ async fn checkpoints_survive_a_redis_restart() {
     let Some(bin) = server_from_env("KCL_TEST_REDIS_SERVER_BIN") else {
         return;
     };
-    let mut server = Server::start(&bin);
+    let port = support::free_port();
+    let port_arg = port.to_string();
+    let mut server = support::RedisProcess::new(
+        &bin,
+        port,
+        &[
+            "--port",
+            &port_arg,
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+        ],
+    );
+    server.spawn();
     let store = RedisStore::builder()
         .url(server.url())
         .application(random_application().as_str())

@@ -3,10 +3,11 @@
 //! command). Needs feature `tls` and `KCL_TEST_REDIS_SERVER_BIN`.
 #![cfg(feature = "tls")]
 
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use kcl_core::testkit::conformance::random_application;
 use kcl_core::testkit::server_from_env;
@@ -14,20 +15,6 @@ use kcl_core::{CheckpointStore, ExtendedSequenceNumber, ShardId};
 use kcl_store_redis::RedisStore;
 
 const PASSWORD: &str = "kcl-tls-hunter2";
-
-struct TlsServer {
-    child: Child,
-    dir: PathBuf,
-    port: u16,
-}
-
-impl Drop for TlsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 fn openssl(dir: &Path, args: &[&str]) {
     let status = Command::new("openssl")
@@ -40,13 +27,34 @@ fn openssl(dir: &Path, args: &[&str]) {
     assert!(status.success(), "openssl {args:?} failed");
 }
 
-fn start(bin: &str) -> TlsServer {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let dir = std::env::temp_dir().join(format!("kcl-redis-tls-{port}-{}", random_application()));
-    std::fs::create_dir_all(&dir).unwrap();
+fn start(bin: &str) -> support::RedisProcess {
+    let port = support::free_port();
+    let port_arg = port.to_string();
+    let mut server = support::RedisProcess::new(
+        bin,
+        port,
+        &[
+            "--port",
+            "0",
+            "--tls-port",
+            &port_arg,
+            "--tls-cert-file",
+            "server.crt",
+            "--tls-key-file",
+            "server.key",
+            "--tls-ca-cert-file",
+            "ca.crt",
+            "--tls-auth-clients",
+            "no",
+            "--requirepass",
+            PASSWORD,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+    );
+    let dir = server.dir.clone();
     openssl(
         &dir,
         &[
@@ -105,44 +113,7 @@ fn start(bin: &str) -> TlsServer {
             "ext",
         ],
     );
-    let child = Command::new(bin)
-        .args([
-            "--port",
-            "0",
-            "--tls-port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-        ])
-        .args([
-            "--tls-cert-file",
-            "server.crt",
-            "--tls-key-file",
-            "server.key",
-        ])
-        .args(["--tls-ca-cert-file", "ca.crt", "--tls-auth-clients", "no"])
-        .args([
-            "--requirepass",
-            PASSWORD,
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .current_dir(&dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start redis-server");
-    let server = TlsServer { child, dir, port };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "redis-server (TLS) did not listen"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    server.spawn();
     server
 }
 

@@ -8,6 +8,10 @@ start_redis() {
         echo "redis-server not found: installing it"
         apt_install redis-server
     fi
+    # tests/tls.rs makes a throwaway CA and server certificate with it.
+    if ! command -v openssl >/dev/null 2>&1; then
+        apt_install openssl
+    fi
     # The Debian package may start a system-wide instance; we never touch
     # it and run our own on a free port instead.
     local port dir
