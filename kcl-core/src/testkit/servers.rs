@@ -8,7 +8,7 @@
 /// README's test command and CI set it), in which case it panics, so a
 /// suite can never pass by skipping.
 ///
-/// ```
+/// ```no_run
 /// if let Some(url) = kcl_core::testkit::server_from_env("KCL_TEST_EXAMPLE_URL") {
 ///     // connect to `url` and test
 /// # let _ = url;
