@@ -46,6 +46,22 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Tables
+//!
+//! `<schema>.leases` (primary key application + shard id),
+//! `<schema>.workers` (heartbeats) and `<schema>.checkpoints` (the
+//! [`CheckpointStore`](kcl_core::CheckpointStore) side), plus
+//! `<schema>.kcl_migrations` and a `<schema>.kcl_fail` function that the
+//! transactional checkpoint uses to abort a fenced-out transaction. Table
+//! names are configurable on the builder.
+//!
+//! # Not yet
+//!
+//! The engine does not hand the held lease to processors yet, nor can it
+//! be told that a checkpoint was written outside it; until it can,
+//! [`PostgresStore::checkpoint_in_transaction`] takes the `&Lease` the
+//! caller holds (from `take_lease`).
+//!
 //! Tests run against a real PostgreSQL named by `KCL_TEST_POSTGRES_URL`
 //! (`scripts/test-all.sh` starts one), each in its own random schema.
 

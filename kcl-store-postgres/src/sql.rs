@@ -48,7 +48,9 @@ impl Statements {
         let workers = tables.qualified(&tables.workers);
         let checkpoints = tables.qualified(&tables.checkpoints);
         let fail = format!("{}.kcl_fail", tables.schema.quoted());
-        let fenced = |set: &str, not_backwards: bool| fenced_write(&leases, set, not_backwards);
+        // Only renew needs the lease back; the other writes return a marker.
+        let fenced =
+            |set: &str, not_backwards: bool| fenced_write(&leases, set, not_backwards, "counter");
         let set_checkpoint_upsert = format!(
             "INSERT INTO {checkpoints} AS c (application, shard_id, checkpoint_rank, checkpoint_seq, checkpoint_sub)
              VALUES ($1, $2, $3::smallint, $4::numeric, $5::bigint)
@@ -96,7 +98,7 @@ impl Statements {
                  SELECT upd.*, EXISTS (SELECT 1 FROM cur) AS cur_exists
                  FROM (SELECT 1) AS one LEFT JOIN upd ON true"
             ),
-            renew_lease: fenced("counter = counter + 1", false),
+            renew_lease: fenced_write(&leases, "counter = counter + 1", false, LEASE_COLUMNS),
             release_lease: fenced(
                 "owner_switches = owner_switches
                      + CASE WHEN $5::text IS NOT NULL AND $5::text IS DISTINCT FROM owner
@@ -180,9 +182,10 @@ const CHECKPOINT_SET: &str = "checkpoint_rank = $5::smallint, checkpoint_seq = $
 
 /// A write fenced by owner (`$3`) and generation (`$4`), optionally also
 /// refusing to move the checkpoint below the position in `$5..$7`. Returns
-/// one row: the lease after the write (all NULL when nothing was written)
-/// and `cur_exists`, `cur_holds`, `cur_backwards` saying why not.
-fn fenced_write(leases: &str, set: &str, not_backwards: bool) -> String {
+/// one row: `returning` after the write (which must include `counter`; all
+/// NULL when nothing was written) and `cur_exists`, `cur_holds`,
+/// `cur_backwards` saying why not.
+fn fenced_write(leases: &str, set: &str, not_backwards: bool, returning: &str) -> String {
     let (condition, backwards) = if not_backwards {
         (
             format!("AND {STORED_POSITION} <= {NEW_POSITION}"),
@@ -191,16 +194,20 @@ fn fenced_write(leases: &str, set: &str, not_backwards: bool) -> String {
     } else {
         (String::new(), "false".to_owned())
     };
+    // `upd` runs first; `cur` is read only when `upd` wrote nothing (its
+    // NOT EXISTS is a one-time filter), so a successful write costs one
+    // index lookup, like a bare UPDATE. Both see the statement's snapshot.
     format!(
-        "WITH cur AS (
-             SELECT owner IS NOT DISTINCT FROM $3 AND generation = $4 AS holds,
-                    {backwards} AS backwards
-             FROM {leases} WHERE application = $1 AND shard_id = $2
-         ), upd AS (
+        "WITH upd AS (
              UPDATE {leases} SET {set}, updated_at = now()
              WHERE application = $1 AND shard_id = $2 AND owner = $3 AND generation = $4
                {condition}
-             RETURNING {LEASE_COLUMNS}
+             RETURNING {returning}
+         ), cur AS (
+             SELECT owner IS NOT DISTINCT FROM $3 AND generation = $4 AS holds,
+                    {backwards} AS backwards
+             FROM {leases}
+             WHERE application = $1 AND shard_id = $2 AND NOT EXISTS (SELECT 1 FROM upd)
          )
          SELECT upd.*,
              EXISTS (SELECT 1 FROM cur) AS cur_exists,

@@ -51,7 +51,8 @@ impl std::fmt::Debug for PostgresStore {
 
 /// What a fenced write's single row said.
 enum Outcome {
-    Written(Lease),
+    /// Written; the row holds what the statement returned.
+    Written,
     Missing,
     Fenced,
     Backwards,
@@ -121,7 +122,7 @@ impl PostgresStore {
         held: &Lease,
         bind: impl Fn(Query<'_, Postgres, PgArguments>) -> Query<'_, Postgres, PgArguments>,
         backwards_error: impl Fn() -> Error,
-    ) -> Result<Lease> {
+    ) -> Result<PgRow> {
         let Some(owner) = held.owner.as_ref() else {
             return Err(Error::conflict(
                 held.shard_id.as_str(),
@@ -136,7 +137,7 @@ impl PostgresStore {
                 .bind(generation);
             let row = bind(query).fetch_one(&self.pool).await.map_err(map_sqlx)?;
             match fenced_outcome(&row)? {
-                Outcome::Written(lease) => return Ok(lease),
+                Outcome::Written => return Ok(row),
                 Outcome::Missing => return Err(not_found(&held.shard_id)),
                 Outcome::Fenced => return Err(fenced(&held.shard_id)),
                 Outcome::Backwards => return Err(backwards_error()),
@@ -166,7 +167,7 @@ impl PostgresStore {
 fn fenced_outcome(row: &PgRow) -> Result<Outcome> {
     let written: Option<i64> = row.try_get("counter").map_err(map_sqlx)?;
     if written.is_some() {
-        return Ok(Outcome::Written(lease_from_row(row)?));
+        return Ok(Outcome::Written);
     }
     let flag = |column: &str| row.try_get::<bool, _>(column).map_err(map_sqlx);
     Ok(if !flag("cur_exists")? {
@@ -292,13 +293,15 @@ impl LeaseStore for PostgresStore {
     }
 
     async fn renew_lease(&self, held: &Lease) -> Result<Lease> {
-        self.fenced_write(
-            &self.sql.renew_lease,
-            held,
-            |q| q,
-            || fenced(&held.shard_id),
-        )
-        .await
+        let row = self
+            .fenced_write(
+                &self.sql.renew_lease,
+                held,
+                |q| q,
+                || fenced(&held.shard_id),
+            )
+            .await?;
+        lease_from_row(&row)
     }
 
     async fn release_lease(&self, held: &Lease, to: Option<&WorkerId>) -> Result<()> {

@@ -235,22 +235,36 @@ async fn a_take_waits_for_the_checkpoint_transaction_and_sees_its_result() {
     schemas.drop_all().await;
 }
 
+/// Where the simulated workers run and what they process.
+#[derive(Clone)]
+struct Job {
+    url: String,
+    schema: String,
+    application: String,
+    table: String,
+    total: u64,
+    batch: u64,
+}
+
 /// One simulated worker process: its own pool (as a separate process would
 /// have), processing records `next..total` in batches, each batch's rows
 /// and checkpoint in one transaction. When `crash_in_batch` is reached it
 /// writes the batch and the checkpoint, then hangs before `COMMIT` until
 /// it is killed.
 async fn run_worker(
-    url: String,
-    schema: String,
-    application: String,
+    job: Job,
     name: String,
-    table: String,
-    total: u64,
-    batch: u64,
     crash_in_batch: Option<u64>,
     reached_crash: tokio::sync::oneshot::Sender<()>,
 ) -> u64 {
+    let Job {
+        url,
+        schema,
+        application,
+        table,
+        total,
+        batch,
+    } = job;
     let store = PostgresStore::builder()
         .url(url)
         .schema(schema)
@@ -307,7 +321,14 @@ async fn a_worker_killed_before_commit_loses_and_duplicates_nothing() {
         .await
         .unwrap();
     const TOTAL: u64 = 200;
-    const BATCH: u64 = 7;
+    let job = Job {
+        url: url.clone(),
+        schema: store.schema().to_owned(),
+        application: store.application().as_str().to_owned(),
+        table: table.clone(),
+        total: TOTAL,
+        batch: 7,
+    };
 
     // Kill a worker in the middle of several different batches, each time
     // restarting a fresh worker from the stored checkpoint.
@@ -315,13 +336,8 @@ async fn a_worker_killed_before_commit_loses_and_duplicates_nothing() {
         let (reached, crashed) = tokio::sync::oneshot::channel();
         let before = stored_checkpoint(&store).await;
         let worker = tokio::spawn(run_worker(
-            url.clone(),
-            store.schema().to_owned(),
-            store.application().as_str().to_owned(),
+            job.clone(),
             format!("w-{round}"),
-            table.clone(),
-            TOTAL,
-            BATCH,
             Some(crash_in_batch),
             reached,
         ));
@@ -351,17 +367,7 @@ async fn a_worker_killed_before_commit_loses_and_duplicates_nothing() {
     let (reached, _crashed) = tokio::sync::oneshot::channel();
     let done = tokio::time::timeout(
         Duration::from_secs(60),
-        run_worker(
-            url.clone(),
-            store.schema().to_owned(),
-            store.application().as_str().to_owned(),
-            "w-final".into(),
-            table.clone(),
-            TOTAL,
-            BATCH,
-            None,
-            reached,
-        ),
+        run_worker(job.clone(), "w-final".into(), None, reached),
     )
     .await
     .expect("final worker finishes");
