@@ -56,7 +56,10 @@ start_postgres() {
     as_postgres "$bin/pg_ctl" -D "$data" -l "$dir/server.log" -w -t 60 \
         -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
         start >/dev/null || { cat "$dir/server.log" >&2; return 1; }
-    STOP_HOOKS+=("as_postgres '$bin/pg_ctl' -D '$data' -m fast -w stop >/dev/null")
+    # pg_ctl daemonizes the server: record the postmaster's PID, and stop
+    # it cleanly with pg_ctl at exit.
+    STARTED_PIDS+=("$(head -n 1 "$data/postmaster.pid")")
+    STOP_HOOKS+=("as_postgres '$bin/pg_ctl' -D '$data' -m fast -w stop >/dev/null 2>&1")
     wait_for_port "$port" 30
     export KCL_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$port/postgres"
     export KCL_TEST_POSTGRES_BIN_DIR="$bin"
