@@ -56,20 +56,27 @@ pub(crate) fn lease_to_fields(lease: &Lease) -> Result<Vec<(&'static str, Vec<u8
         }
     }
     let text = |s: &str| s.as_bytes().to_vec();
+    // A small hash is a listpack, searched in insertion order: the fields
+    // every checkpoint reads come first.
+    let (value, sub) = lease.checkpoint.to_parts();
     let mut fields = vec![
-        (SHARD_ID, text(lease.shard_id.as_str())),
-        (COUNTER, text(&lease.counter.to_string())),
         (GENERATION, text(&lease.generation.to_string())),
+        (
+            OWNER,
+            text(lease.owner.as_ref().map_or("", WorkerId::as_str)),
+        ),
+        (CHECKPOINT, value.into_bytes()),
+        (CHECKPOINT_SUB, sub.to_string().into_bytes()),
         (
             OWNER_SWITCHES,
             text(&lease.owner_switches_since_checkpoint.to_string()),
         ),
+        (SHARD_ID, text(lease.shard_id.as_str())),
+        (COUNTER, text(&lease.counter.to_string())),
     ];
-    let (value, sub) = lease.checkpoint.to_parts();
-    fields.push((CHECKPOINT, value.into_bytes()));
-    fields.push((CHECKPOINT_SUB, sub.to_string().into_bytes()));
-    if let Some(owner) = &lease.owner {
-        fields.push((OWNER, text(owner.as_str())));
+    if lease.owner.is_none() {
+        // No owner is an absent field, not an empty one (a take appends it).
+        fields.remove(1);
     }
     if let Some(pending) = &lease.pending_checkpoint {
         let (value, sub) = pending.sequence.to_parts();

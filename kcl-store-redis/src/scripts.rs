@@ -1,5 +1,6 @@
 //! The Lua scripts: one per compare-and-set, each kept as a `.lua` file in
-//! `src/scripts/` and sent as `common.lua` followed by its own body.
+//! `src/scripts/` and sent as `common.lua` followed by its own body (except
+//! `update_checkpoint.lua`, the hot path, which stands alone).
 //!
 //! [`redis::Script`] runs a script with `EVALSHA` and loads it on a
 //! `NOSCRIPT` reply, so scripts survive a server restart or failover
@@ -35,7 +36,8 @@ impl Scripts {
             renew_lease: with_common(include_str!("scripts/renew_lease.lua")),
             release_lease: with_common(include_str!("scripts/release_lease.lua")),
             request_handoff: with_common(include_str!("scripts/request_handoff.lua")),
-            update_checkpoint: with_common(include_str!("scripts/update_checkpoint.lua")),
+            // The hot path carries its own (unrolled) comparison.
+            update_checkpoint: Script::new(include_str!("scripts/update_checkpoint.lua")),
             prepare_checkpoint: with_common(include_str!("scripts/prepare_checkpoint.lua")),
             update_child_shard_ids: with_common(include_str!("scripts/update_child_shard_ids.lua")),
             reset_checkpoint: with_common(include_str!("scripts/reset_checkpoint.lua")),

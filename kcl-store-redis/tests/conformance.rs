@@ -130,6 +130,20 @@ async fn sequence_numbers_compare_exactly_in_lua() {
         .take_lease(&lease, &WorkerId::new("w").unwrap())
         .await
         .unwrap();
+    store
+        .update_checkpoint(&held, &at(big, u64::MAX))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.update_checkpoint(&held, &at(big, u64::MAX - 1)).await,
+        Err(kcl_core::Error::InvalidCheckpoint(_))
+    ));
+    assert!(matches!(
+        store
+            .update_checkpoint(&held, &ExtendedSequenceNumber::Latest)
+            .await,
+        Err(kcl_core::Error::InvalidCheckpoint(_))
+    ));
     let lower = "49590338271490256608559692538361570095921575989136588898";
     assert!(matches!(
         store.update_checkpoint(&held, &at(lower, 0)).await,

@@ -16,19 +16,17 @@ local function kcl_rank(value)
 end
 
 -- Two normalized decimal digit strings compared as numbers: -1, 0 or 1.
--- Shorter is smaller; equal lengths compare byte by byte (not with `<`,
--- which follows the server's collation locale).
+-- Shorter is smaller; equal lengths compare as strings, which for digits
+-- is numeric order. (Lua's `<` uses the server's LC_COLLATE, which Redis
+-- takes from its environment; every locale collates the digits 0-9 in
+-- numeric order, so on equal-length digit strings it is byte order.)
 local function kcl_cmp_digits(a, b)
-  if #a ~= #b then
-    if #a < #b then return -1 else return 1 end
+  if a == b then return 0 end
+  local la, lb = #a, #b
+  if la ~= lb then
+    if la < lb then return -1 else return 1 end
   end
-  for i = 1, #a do
-    local x, y = string.byte(a, i), string.byte(b, i)
-    if x ~= y then
-      if x < y then return -1 else return 1 end
-    end
-  end
-  return 0
+  if a < b then return -1 else return 1 end
 end
 
 -- Positions compared in the KCL order: AT_TIMESTAMP < TRIM_HORIZON <
