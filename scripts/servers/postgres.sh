@@ -38,6 +38,10 @@ start_postgres() {
     fi
     port=$(free_port)
     dir="$STATE_DIR/postgres"
+    # A cluster left running in our own state dir by an interrupted run.
+    if [ -f "$dir/data/postmaster.pid" ]; then
+        as_postgres "$bin/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null 2>&1 || true
+    fi
     rm -rf "$dir"
     mkdir -p "$dir"
     if [ "$(id -u)" = 0 ]; then
