@@ -76,10 +76,16 @@ impl Cluster {
         }
         let cluster = Cluster { bin, dir, port };
         let mut initdb = pg_command(&cluster.bin, "initdb");
-        initdb
-            .arg("-D")
-            .arg(cluster.data())
-            .args(["-U", "postgres", "-A", "trust", "--no-sync"]);
+        initdb.arg("-D").arg(cluster.data()).args([
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
+        ]);
         run(initdb, "initdb");
         cluster.start();
         cluster

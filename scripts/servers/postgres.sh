@@ -54,7 +54,7 @@ start_postgres() {
         fi
     fi
     data="$dir/data"
-    as_postgres "$bin/initdb" -D "$data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 \
+    as_postgres "$bin/initdb" -D "$data" -U postgres -A trust -E UTF8 --locale=C \
         --no-sync >"$dir/initdb.log" 2>&1 || { cat "$dir/initdb.log" >&2; return 1; }
     # Loopback only, on our port, socket in our dir; durability off (test data).
     as_postgres "$bin/pg_ctl" -D "$data" -l "$dir/server.log" -w -t 60 \
