@@ -377,6 +377,25 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn an_unreachable_server_is_a_retryable_error_within_the_acquire_timeout() {
+        let started = std::time::Instant::now();
+        let result = PostgresStore::builder()
+            .url("postgres://kcl:pw@127.0.0.1:1/db")
+            .application("app")
+            .acquire_timeout(Duration::from_millis(500))
+            .build()
+            .await;
+        match result {
+            Err(e) => {
+                assert!(e.is_retryable(), "{e:?}");
+                assert!(!format!("{e:?}").contains("pw@"), "{e:?}");
+            }
+            Ok(store) => panic!("built against a closed port: {store:?}"),
+        }
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
     #[test]
     fn debug_and_errors_hide_the_password() {
         let builder = PostgresStore::builder()
