@@ -15,5 +15,8 @@ start_all_servers
 
 export KCL_TEST_REQUIRE_SERVERS=1
 echo "== cargo test"
-cargo test --workspace --all-targets --all-features "$@"
-cargo test --workspace --doc --all-features "$@"
+# With arguments (e.g. `-p kcl-store-redis`), test only what they name.
+scope=(--workspace)
+[ $# -gt 0 ] && scope=()
+cargo test "${scope[@]}" --all-targets --all-features "$@"
+cargo test "${scope[@]}" --doc --all-features "$@"
