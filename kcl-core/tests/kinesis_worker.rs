@@ -260,6 +260,7 @@ async fn fleet_drains_through_split_merge_and_stop(endpoint: &str) {
             }
         }
     }
+    support::delete_stream(&c, &stream).await;
 }
 
 /// LATEST: records put before the fleet took its leases are skipped;
@@ -308,6 +309,7 @@ async fn initial_positions(endpoint: &str) {
         "LATEST skips what came before"
     );
     assert_eq!(at.payloads(), want_at, "AT_TIMESTAMP starts at the time");
+    support::delete_stream(&c, &stream).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -41,7 +41,7 @@ start_kinesis() {
         SPLIT_SHARD_DURATION=10ms \
         UPDATE_SHARD_COUNT_DURATION=10ms \
         UPDATE_STREAM_MODE_DURATION=10ms \
-        SHARD_LIMIT=100 \
+        SHARD_LIMIT=1000 \
         LOG_LEVEL=WARN \
         node "$pkg/$main" >"$dir/kinesis-mock-$port.log" 2>&1 &
     STARTED_PIDS+=("$!")

@@ -78,6 +78,17 @@ pub async fn create_stream(client: &Client, stream: &str, shards: i32) {
     wait_active(client, stream).await;
 }
 
+/// Delete a stream a test made (emulators keep every stream, and count
+/// their shards against a shard limit, until the server stops).
+pub async fn delete_stream(client: &Client, stream: &str) {
+    let _ = client
+        .delete_stream()
+        .stream_name(stream)
+        .enforce_consumer_deletion(true)
+        .send()
+        .await;
+}
+
 /// Put `n` records with payload `"{tag}-{i}"`, in batches of up to 500;
 /// returns, per record in order, the shard it landed on and its sequence
 /// number.
@@ -184,6 +195,7 @@ pub async fn list_shards_pages(endpoint: &str) {
             pair[1].hash_key_range.starting_hash_key
         );
     }
+    delete_stream(&c, &stream).await;
 }
 
 /// All five iterator types on a one-shard stream.
@@ -249,6 +261,7 @@ pub async fn iterator_types(endpoint: &str) {
         .unwrap();
     let (got_ts, _) = drain(&mut *r, 5, t).await;
     assert_eq!(payloads(&got_ts), expected("b", 0..5));
+    delete_stream(&c, &stream).await;
 }
 
 /// A split mid-stream: the parent's reader delivers exactly the records
@@ -321,6 +334,7 @@ pub async fn split_shard_end(endpoint: &str) {
     let mut want = expected("c", 0..20);
     want.sort();
     assert_eq!(from_children, want);
+    delete_stream(&c, &stream).await;
 }
 
 /// A merge: both parents end with the one child, whose parents are both.
@@ -378,6 +392,7 @@ pub async fn merge_shard_end(endpoint: &str) {
         .unwrap();
     let (got, _) = drain(&mut *r, after.len(), Duration::from_secs(10)).await;
     assert_eq!(payloads(&got), expected("n", 0..10));
+    delete_stream(&c, &stream).await;
 }
 
 /// A stream that does not exist is `NotFound`, not retried forever.
