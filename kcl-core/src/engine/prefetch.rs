@@ -9,7 +9,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::time::Instant;
 
 use crate::ids::{HashKeyRange, ShardId};
-use crate::kpl::deaggregate_into;
+use crate::kpl::{deaggregate_into, is_aggregate_framing};
 use crate::retrieval::{ChildShard, Record, ShardSource, StartingPosition};
 use crate::sequence::{ExtendedSequenceNumber, SequenceNumber};
 
@@ -61,7 +61,6 @@ async fn run(mut spec: PrefetchSpec, tx: mpsc::Sender<Prefetched>) {
     let mut position = spec.start.clone();
     let mut last_read: Option<SequenceNumber> = None;
     let mut delay = spec.retry_min_delay;
-    let mut out = Vec::new();
     loop {
         let mut reader = match spec
             .source
@@ -104,11 +103,17 @@ async fn run(mut spec: PrefetchSpec, tx: mpsc::Sender<Prefetched>) {
             if let Some(last) = batch.records.last() {
                 last_read = Some(last.sequence_number.clone());
             }
-            out.clear();
-            out.reserve(batch.records.len());
-            for record in batch.records {
-                deaggregate_into(record, spec.hash_key_range.as_ref(), &mut out);
-            }
+            // Plain records (the common case) pass through without being
+            // moved into a new vector.
+            let mut out = if batch.records.iter().any(|r| is_aggregate_framing(&r.data)) {
+                let mut out = Vec::with_capacity(batch.records.len());
+                for record in batch.records {
+                    deaggregate_into(record, spec.hash_key_range.as_ref(), &mut out);
+                }
+                out
+            } else {
+                batch.records
+            };
             if let Some(through) = &spec.skip_through {
                 out.retain(|r| r.extended_sequence_number() > *through);
                 // Once past the checkpointed record, nothing more to skip.
@@ -127,7 +132,7 @@ async fn run(mut spec: PrefetchSpec, tx: mpsc::Sender<Prefetched>) {
                 .iter()
                 .map(|r| r.data.len() + r.partition_key.len())
                 .sum();
-            let records = std::mem::take(&mut out);
+            let records = out;
             let take_records = records.len().min(spec.max_records) as u32;
             let take_bytes = bytes.min(spec.max_bytes) as u32;
             let (Ok(records_permit), Ok(bytes_permit)) = (

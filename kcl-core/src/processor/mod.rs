@@ -60,7 +60,7 @@ pub struct ProcessRecordsInput {
     /// The shard the records come from.
     pub shard_id: ShardId,
     /// The records, in shard order (KPL aggregates already de-aggregated).
-    pub records: Arc<[Record]>,
+    pub records: Arc<Vec<Record>>,
     /// How far behind the tip of the shard the batch ends, if known.
     pub millis_behind_latest: Option<u64>,
 }

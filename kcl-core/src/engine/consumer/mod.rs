@@ -283,10 +283,14 @@ impl<F: ProcessorFactory> Consumer<F> {
             let max = self.ctx.config.max_records;
             // Batches within `max_records` go through whole (moved, not
             // cloned); larger ones in chunks.
-            let chunks: Vec<Arc<[Record]>> = if batch.records.len() <= max {
-                vec![batch.records.into()]
+            let chunks: Vec<Arc<Vec<Record>>> = if batch.records.len() <= max {
+                vec![Arc::new(batch.records)]
             } else {
-                batch.records.chunks(max).map(Arc::from).collect()
+                batch
+                    .records
+                    .chunks(max)
+                    .map(|c| Arc::new(c.to_vec()))
+                    .collect()
             };
             for chunk in chunks {
                 if chunk.is_empty() {
