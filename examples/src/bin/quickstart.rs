@@ -2,15 +2,18 @@
 //! the Kinesis stream `orders` with leases in the DynamoDB table
 //! `orders-consumer`. Needs AWS credentials (or `AWS_ENDPOINT_URL`) to run.
 
-use std::sync::Arc;
 use kcl_core::engine::Worker;
 use kcl_core::retrieval::kinesis::KinesisSource;
 use kcl_store_dynamo::DynamoStore;
+use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() -> kcl_core::Result<()> {
-    let store = DynamoStore::builder().application("orders-consumer").build().await?;
+    let store = DynamoStore::builder()
+        .application("orders-consumer")
+        .build()
+        .await?;
     let source = KinesisSource::builder().stream("orders").build().await?;
     let worker = Worker::builder()
         .lease_store(Arc::new(store))
