@@ -2,6 +2,9 @@
 
 use std::error::Error as StdError;
 
+use crate::ids::ShardId;
+use crate::sequence::ExtendedSequenceNumber;
+
 /// A boxed error from a backend, kept as the `source` of an [`Error`].
 pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 
@@ -112,6 +115,34 @@ impl Error {
             lease: lease.into(),
             reason: reason.into(),
         }
+    }
+
+    /// The contract's outcome for a write to a lease that does not exist
+    /// ([`Error::NotFound`]), worded the same by every store.
+    pub fn lease_not_found(shard_id: &ShardId) -> Self {
+        Error::NotFound {
+            what: format!("lease {shard_id}"),
+        }
+    }
+
+    /// The contract's fencing outcome ([`Error::Conflict`]): the writer no
+    /// longer holds the lease (its owner or generation changed).
+    pub fn lease_fenced(shard_id: &ShardId) -> Self {
+        Error::conflict(
+            shard_id.as_str(),
+            "owner or generation changed since the lease was taken",
+        )
+    }
+
+    /// The contract's never-backwards outcome ([`Error::InvalidCheckpoint`]).
+    pub fn checkpoint_backwards(
+        shard_id: &ShardId,
+        stored: &dyn std::fmt::Display,
+        requested: &ExtendedSequenceNumber,
+    ) -> Self {
+        Error::InvalidCheckpoint(format!(
+            "{requested} is below the stored checkpoint {stored} of {shard_id}"
+        ))
     }
 
     /// Shorthand for building an [`Error::Generic`].

@@ -28,10 +28,11 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
 use kcl_core::{
-    CheckpointStore, ExtendedSequenceNumber, Lease, LeaseStore, PendingCheckpoint, Result, ShardId,
+    CheckpointStore, Error, ExtendedSequenceNumber, Lease, LeaseStore, PendingCheckpoint, Result,
+    ShardId,
 };
 
-use crate::error::{backwards, fenced, malformed, not_found};
+use crate::error::malformed;
 use crate::expr::Update;
 use crate::item::{
     CHECKPOINT, CHECKPOINT_SUB, Item, LEASE_COUNTER, OWNER_SWITCHES, PENDING, PENDING_STATE,
@@ -76,10 +77,14 @@ impl DynamoStore {
     ) -> Result<RawCheckpoint> {
         let stored = self.parse(item)?;
         if stored.owner != held.owner || stored.generation != held.generation {
-            return Err(fenced(&held.shard_id));
+            return Err(Error::lease_fenced(&held.shard_id));
         }
         if target < &stored.checkpoint {
-            return Err(backwards(&held.shard_id, &stored.checkpoint, target));
+            return Err(Error::checkpoint_backwards(
+                &held.shard_id,
+                &stored.checkpoint,
+                target,
+            ));
         }
         self.raw_checkpoint(item, &held.shard_id)
     }
@@ -104,7 +109,7 @@ impl DynamoStore {
                 (None, Some(guess)) => guess,
                 (None, None) => match self.get_item(shard_id).await? {
                     Some(item) => self.judge(held, target, &item)?,
-                    None => return Err(not_found(shard_id)),
+                    None => return Err(Error::lease_not_found(shard_id)),
                 },
             };
             let mut update = Update::existing();
@@ -140,7 +145,7 @@ impl DynamoStore {
                     self.remember_checkpoint(shard_id, &item);
                     return Ok(());
                 }
-                Outcome::ConditionFailed(None) => return Err(not_found(shard_id)),
+                Outcome::ConditionFailed(None) => return Err(Error::lease_not_found(shard_id)),
                 Outcome::ConditionFailed(Some(item)) => known = Some(item),
             }
         }
@@ -182,7 +187,7 @@ impl CheckpointStore for DynamoStore {
             };
             let stored = self.parse(&item)?.checkpoint;
             if checkpoint < &stored {
-                return Err(backwards(shard_id, &stored, checkpoint));
+                return Err(Error::checkpoint_backwards(shard_id, &stored, checkpoint));
             }
             if checkpoint == &stored {
                 return Ok(());

@@ -16,7 +16,7 @@
 
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
-use kcl_core::{Error, ExtendedSequenceNumber, ShardId};
+use kcl_core::Error;
 
 pub(crate) const STORE: &str = "dynamodb";
 
@@ -110,29 +110,6 @@ where
             other => Box::new(other),
         }
     }
-}
-
-pub(crate) fn not_found(shard_id: &ShardId) -> Error {
-    Error::NotFound {
-        what: format!("lease {shard_id}"),
-    }
-}
-
-pub(crate) fn fenced(shard_id: &ShardId) -> Error {
-    Error::conflict(
-        shard_id.as_str(),
-        "owner or generation changed since the lease was taken",
-    )
-}
-
-pub(crate) fn backwards(
-    shard_id: &ShardId,
-    stored: &ExtendedSequenceNumber,
-    requested: &ExtendedSequenceNumber,
-) -> Error {
-    Error::InvalidCheckpoint(format!(
-        "{requested} is below the stored checkpoint {stored} of {shard_id}"
-    ))
 }
 
 /// An item in the table that does not read as a lease.

@@ -22,12 +22,12 @@
 
 use async_trait::async_trait;
 use kcl_core::{
-    ExtendedSequenceNumber, Lease, LeaseStore, PendingCheckpoint, Result, ShardId, WorkerHeartbeat,
-    WorkerId,
+    Error, ExtendedSequenceNumber, Lease, LeaseStore, PendingCheckpoint, Result, ShardId,
+    WorkerHeartbeat, WorkerId,
 };
 
 use crate::checkpoint::CheckpointWrite;
-use crate::error::{STORE, fenced, map_sdk, not_found};
+use crate::error::{STORE, map_sdk};
 use crate::expr::Update;
 use crate::item::{
     CHECKPOINT, CHECKPOINT_OWNER, CHECKPOINT_SUB, CHILDREN, GENERATION, HANDOFF_TO, LEASE_COUNTER,
@@ -59,8 +59,8 @@ impl DynamoStore {
                 self.remember_checkpoint(&held.shard_id, &item);
                 self.parse(&item)
             }
-            Outcome::ConditionFailed(None) => Err(not_found(&held.shard_id)),
-            Outcome::ConditionFailed(Some(_)) => Err(fenced(&held.shard_id)),
+            Outcome::ConditionFailed(None) => Err(Error::lease_not_found(&held.shard_id)),
+            Outcome::ConditionFailed(Some(_)) => Err(Error::lease_fenced(&held.shard_id)),
         }
     }
 }
@@ -119,7 +119,7 @@ impl LeaseStore for DynamoStore {
                 self.remember_checkpoint(&observed.shard_id, &item);
                 self.parse(&item)
             }
-            Outcome::ConditionFailed(None) => Err(not_found(&observed.shard_id)),
+            Outcome::ConditionFailed(None) => Err(Error::lease_not_found(&observed.shard_id)),
             Outcome::ConditionFailed(Some(item)) => {
                 let stored = self.parse(&item)?;
                 // The SDK retried a take whose first attempt was applied
@@ -238,7 +238,7 @@ impl LeaseStore for DynamoStore {
                 tracing::info!(store = STORE, shard = %shard_id, %checkpoint, "checkpoint reset");
                 Ok(())
             }
-            Outcome::ConditionFailed(_) => Err(not_found(shard_id)),
+            Outcome::ConditionFailed(_) => Err(Error::lease_not_found(shard_id)),
         }
     }
 

@@ -10,7 +10,6 @@ use kcl_core::{
 };
 
 use crate::config::MemoryStoreBuilder;
-use crate::error::{backwards, fenced, not_found};
 
 /// Leases, checkpoints and heartbeats in process memory. Cheap to clone;
 /// clones share data.
@@ -77,7 +76,7 @@ impl Namespace {
     fn lease(&mut self, shard_id: &ShardId) -> Result<&mut Lease> {
         self.leases
             .get_mut(shard_id)
-            .ok_or_else(|| not_found(shard_id))
+            .ok_or_else(|| Error::lease_not_found(shard_id))
     }
 
     /// The stored lease, if `held` still holds it (same owner and generation).
@@ -85,7 +84,7 @@ impl Namespace {
         let lease = self.lease(&held.shard_id)?;
         if held.owner.is_none() || lease.owner != held.owner || lease.generation != held.generation
         {
-            return Err(fenced(&held.shard_id));
+            return Err(Error::lease_fenced(&held.shard_id));
         }
         Ok(lease)
     }
@@ -97,7 +96,7 @@ fn not_backwards(
     requested: &ExtendedSequenceNumber,
 ) -> Result<()> {
     if requested < stored {
-        return Err(backwards(shard_id, stored, requested));
+        return Err(Error::checkpoint_backwards(shard_id, stored, requested));
     }
     Ok(())
 }

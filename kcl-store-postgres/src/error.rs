@@ -54,13 +54,13 @@ pub(crate) fn map_fenced_sqlx(
 ) -> Error {
     if let sqlx::Error::Database(db) = &error {
         match db.code().as_deref() {
-            Some(SQLSTATE_FENCED) => return fenced(shard_id),
+            Some(SQLSTATE_FENCED) => return Error::lease_fenced(shard_id),
             Some(SQLSTATE_BACKWARDS) => {
                 return Error::InvalidCheckpoint(format!(
                     "{checkpoint} is below the stored checkpoint of {shard_id}"
                 ));
             }
-            Some(SQLSTATE_NOT_FOUND) => return not_found(shard_id),
+            Some(SQLSTATE_NOT_FOUND) => return Error::lease_not_found(shard_id),
             _ => {}
         }
     }
@@ -72,29 +72,6 @@ fn unavailable(error: sqlx::Error) -> Error {
         service: SERVICE,
         source: Some(Box::new(error)),
     }
-}
-
-pub(crate) fn not_found(shard_id: &ShardId) -> Error {
-    Error::NotFound {
-        what: format!("lease {shard_id}"),
-    }
-}
-
-pub(crate) fn fenced(shard_id: &ShardId) -> Error {
-    Error::conflict(
-        shard_id.as_str(),
-        "owner or generation changed since the lease was taken",
-    )
-}
-
-pub(crate) fn backwards(
-    shard_id: &ShardId,
-    stored: &ExtendedSequenceNumber,
-    requested: &ExtendedSequenceNumber,
-) -> Error {
-    Error::InvalidCheckpoint(format!(
-        "{requested} is below the stored checkpoint {stored} of {shard_id}"
-    ))
 }
 
 /// A stored value that does not decode (a row written by something else).

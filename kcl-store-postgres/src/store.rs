@@ -12,7 +12,7 @@ use sqlx::query::Query;
 use sqlx::{PgPool, Postgres, Row};
 
 use crate::config::{PostgresStoreBuilder, Tables};
-use crate::error::{backwards, fenced, map_sqlx, not_found};
+use crate::error::map_sqlx;
 use crate::row::{Position, id_strings, lease_from_row, signed};
 use crate::sql::Statements;
 
@@ -138,8 +138,8 @@ impl PostgresStore {
             let row = bind(query).fetch_one(&self.pool).await.map_err(map_sqlx)?;
             match fenced_outcome(&row)? {
                 Outcome::Written => return Ok(row),
-                Outcome::Missing => return Err(not_found(&held.shard_id)),
-                Outcome::Fenced => return Err(fenced(&held.shard_id)),
+                Outcome::Missing => return Err(Error::lease_not_found(&held.shard_id)),
+                Outcome::Fenced => return Err(Error::lease_fenced(&held.shard_id)),
                 Outcome::Backwards => return Err(backwards_error()),
                 Outcome::Raced => continue,
             }
@@ -156,7 +156,9 @@ impl PostgresStore {
         requested: &ExtendedSequenceNumber,
     ) -> Error {
         match self.get_lease(shard_id).await {
-            Ok(Some(stored)) => backwards(shard_id, &stored.checkpoint, requested),
+            Ok(Some(stored)) => {
+                Error::checkpoint_backwards(shard_id, &stored.checkpoint, requested)
+            }
             _ => Error::InvalidCheckpoint(format!(
                 "{requested} is below the stored checkpoint of {shard_id}"
             )),
@@ -288,7 +290,7 @@ impl LeaseStore for PostgresStore {
                 "lease changed since it was observed",
             ))
         } else {
-            Err(not_found(&observed.shard_id))
+            Err(Error::lease_not_found(&observed.shard_id))
         }
     }
 
@@ -298,7 +300,7 @@ impl LeaseStore for PostgresStore {
                 &self.sql.renew_lease,
                 held,
                 |q| q,
-                || fenced(&held.shard_id),
+                || Error::lease_fenced(&held.shard_id),
             )
             .await?;
         lease_from_row(&row)
@@ -310,7 +312,7 @@ impl LeaseStore for PostgresStore {
             &self.sql.release_lease,
             held,
             |q| q.bind(to.clone()),
-            || fenced(&held.shard_id),
+            || Error::lease_fenced(&held.shard_id),
         )
         .await
         .map(drop)
@@ -321,7 +323,7 @@ impl LeaseStore for PostgresStore {
             &self.sql.request_handoff,
             observed,
             |q| q.bind(to.as_str().to_owned()),
-            || fenced(&observed.shard_id),
+            || Error::lease_fenced(&observed.shard_id),
         )
         .await
         .map_err(|e| match e {
@@ -382,7 +384,7 @@ impl LeaseStore for PostgresStore {
             &self.sql.update_child_shard_ids,
             held,
             |q| q.bind(children.clone()),
-            || fenced(&held.shard_id),
+            || Error::lease_fenced(&held.shard_id),
         )
         .await
         .map(drop)
@@ -415,7 +417,7 @@ impl LeaseStore for PostgresStore {
                 tracing::info!(application = %self.application, shard_id = %shard_id, %checkpoint, "checkpoint reset by administrator");
                 Ok(())
             }
-            None => Err(not_found(shard_id)),
+            None => Err(Error::lease_not_found(shard_id)),
         }
     }
 
@@ -485,7 +487,7 @@ impl CheckpointStore for PostgresStore {
         }
         // Nothing written means the stored position was above: say which.
         Err(match self.get_checkpoint(shard_id).await {
-            Ok(Some(stored)) => backwards(shard_id, &stored, checkpoint),
+            Ok(Some(stored)) => Error::checkpoint_backwards(shard_id, &stored, checkpoint),
             _ => Error::InvalidCheckpoint(format!(
                 "{checkpoint} is below the stored checkpoint of {shard_id}"
             )),

@@ -10,7 +10,7 @@
 //! - Anything else (a wrong password, a malformed stored lease, a script
 //!   error) is [`Error::Generic`] with `store: "redis"`.
 
-use kcl_core::{Error, ExtendedSequenceNumber, ShardId};
+use kcl_core::{Error, ShardId};
 use redis::{ErrorKind, RedisError, ServerErrorKind};
 
 /// The name every error of this store carries.
@@ -60,25 +60,8 @@ pub(crate) fn malformed(what: impl Into<String>) -> Error {
     Error::generic(STORE, format!("malformed data in redis: {what}"))
 }
 
-pub(crate) fn not_found(shard_id: &ShardId) -> Error {
-    Error::NotFound {
-        what: format!("lease {shard_id}"),
-    }
-}
-
 pub(crate) fn conflict(shard_id: &ShardId, reason: String) -> Error {
     Error::conflict(shard_id.as_str(), reason)
-}
-
-pub(crate) fn backwards(
-    shard_id: &ShardId,
-    stored: Option<ExtendedSequenceNumber>,
-    requested: &ExtendedSequenceNumber,
-) -> Error {
-    let stored = stored.map_or_else(|| "?".to_string(), |s| s.to_string());
-    Error::InvalidCheckpoint(format!(
-        "{requested} is below the stored checkpoint {stored} of {shard_id}"
-    ))
 }
 
 #[cfg(test)]

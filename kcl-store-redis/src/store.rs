@@ -15,7 +15,7 @@ use redis::{Script, Value};
 
 use crate::codec::{self, Fields};
 use crate::config::RedisStoreBuilder;
-use crate::error::{backwards, conflict, from_redis, malformed, not_found};
+use crate::error::{conflict, from_redis, malformed};
 use crate::keys::Keys;
 use crate::scripts::Scripts;
 
@@ -198,12 +198,13 @@ fn outcome(
 ) -> Result<Option<Value>> {
     match reply {
         Reply::Ok(value) => Ok(value),
-        Reply::NotFound => Err(not_found(shard_id)),
+        Reply::NotFound => Err(Error::lease_not_found(shard_id)),
         Reply::Conflict(reason) => Err(conflict(shard_id, reason)),
         Reply::Backwards { value, sub } => {
             let stored = codec::position(shard_id.as_str(), Some(value), Some(sub))?;
             let requested = requested.ok_or_else(|| malformed("a refusal for no position"))?;
-            Err(backwards(shard_id, stored, requested))
+            let stored = stored.map_or_else(|| "?".to_string(), |s| s.to_string());
+            Err(Error::checkpoint_backwards(shard_id, &stored, requested))
         }
     }
 }
