@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kcl_core::testkit::FakeStream;
-use kcl_core::testkit::conformance::random_application;
 use kcl_core::testkit::engine::Recorder;
 use kcl_core::testkit::server_from_env;
 use kcl_core::{ExtendedSequenceNumber, LeaseStore, Worker};
@@ -53,31 +52,8 @@ async fn worker_rides_out_a_redis_restart() {
     let Some(bin) = server_from_env("KCL_TEST_REDIS_SERVER_BIN") else {
         return;
     };
-    let port = support::free_port();
-    let port_arg = port.to_string();
-    let mut server = support::RedisProcess::new(
-        &bin,
-        port,
-        &[
-            "--port",
-            &port_arg,
-            "--save",
-            "",
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "always",
-        ],
-    );
-    server.spawn();
-    let store = RedisStore::builder()
-        .url(server.url())
-        .application(random_application().as_str())
-        .connection_timeout(Duration::from_millis(500))
-        .response_timeout(Duration::from_secs(1))
-        .build()
-        .await
-        .expect("connect");
+    let mut server = support::persistent_server(&bin);
+    let store = support::restart_tolerant_store(&server).await;
 
     let stream = FakeStream::new(4);
     fill(&stream, 0, 400);

@@ -13,10 +13,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use kcl_core::testkit::conformance::random_application;
 use kcl_core::testkit::server_from_env;
 use kcl_core::{CheckpointStore, ExtendedSequenceNumber, Lease, LeaseStore, ShardId, WorkerId};
-use kcl_store_redis::RedisStore;
 
 /// No call may take longer than this, server up or down.
 const CALL_BOUND: Duration = Duration::from_secs(10);
@@ -47,31 +45,8 @@ async fn checkpoints_survive_a_redis_restart() {
     let Some(bin) = server_from_env("KCL_TEST_REDIS_SERVER_BIN") else {
         return;
     };
-    let port = support::free_port();
-    let port_arg = port.to_string();
-    let mut server = support::RedisProcess::new(
-        &bin,
-        port,
-        &[
-            "--port",
-            &port_arg,
-            "--save",
-            "",
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "always",
-        ],
-    );
-    server.spawn();
-    let store = RedisStore::builder()
-        .url(server.url())
-        .application(random_application().as_str())
-        .connection_timeout(Duration::from_millis(500))
-        .response_timeout(Duration::from_secs(1))
-        .build()
-        .await
-        .expect("connect");
+    let mut server = support::persistent_server(&bin);
+    let store = support::restart_tolerant_store(&server).await;
     let shard = ShardId::new("shardId-000000000000").unwrap();
     let lease = Lease::new(shard.clone(), ExtendedSequenceNumber::TrimHorizon);
     store.create_lease_if_absent(&lease).await.unwrap();

@@ -96,3 +96,39 @@ impl Drop for RedisProcess {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// A started redis-server that keeps every acknowledged write across a
+/// kill and restart on the same port (append-only file, fsync always).
+pub fn persistent_server(bin: &str) -> RedisProcess {
+    let port = free_port();
+    let port_arg = port.to_string();
+    let mut server = RedisProcess::new(
+        bin,
+        port,
+        &[
+            "--port",
+            &port_arg,
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+        ],
+    );
+    server.spawn();
+    server
+}
+
+/// A store on `server` in a fresh namespace, with timeouts short enough
+/// that calls fail fast (and retryably) while the server is down.
+pub async fn restart_tolerant_store(server: &RedisProcess) -> kcl_store_redis::RedisStore {
+    kcl_store_redis::RedisStore::builder()
+        .url(server.url())
+        .application(random_application().as_str())
+        .connection_timeout(Duration::from_millis(500))
+        .response_timeout(Duration::from_secs(1))
+        .build()
+        .await
+        .expect("connect")
+}
