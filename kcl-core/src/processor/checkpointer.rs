@@ -290,3 +290,59 @@ impl PreparedCheckpoint<'_> {
         self.checkpointer.commit(self.position).await
     }
 }
+
+/// A [`Checkpointer`] for a processor driven outside the engine, writing
+/// into any [`CheckpointStore`]: the MultiLang child adapter
+/// (`kcl-multilang`) drives a [`ShardProcessor`](super::ShardProcessor)
+/// from a daemon's messages and tells it here what was delivered, so the
+/// same processor runs on the engine or as a child.
+///
+/// The driver owns this; the processor only ever sees the
+/// `&mut Checkpointer` from [`checkpointer`](Self::checkpointer), with the
+/// same range checks as on the engine.
+#[derive(Debug)]
+pub struct DetachedCheckpointer {
+    inner: Checkpointer,
+}
+
+impl DetachedCheckpointer {
+    /// A checkpointer for `shard_id` whose last checkpoint is `last`.
+    pub fn new(
+        store: Arc<dyn CheckpointStore>,
+        shard_id: ShardId,
+        last: ExtendedSequenceNumber,
+    ) -> Self {
+        DetachedCheckpointer {
+            inner: Checkpointer::new(
+                CheckpointTarget::Store(store),
+                Lease::new(shard_id, last),
+                CancellationToken::new(),
+            ),
+        }
+    }
+
+    /// The checkpointer to hand to the processor.
+    pub fn checkpointer(&mut self) -> &mut Checkpointer {
+        &mut self.inner
+    }
+
+    /// A batch ending at `end` is being delivered.
+    pub fn on_delivered(&mut self, end: ExtendedSequenceNumber) {
+        self.inner.on_delivered(end);
+    }
+
+    /// The processor finished the last delivered batch.
+    pub fn on_processed(&mut self) {
+        self.inner.on_processed();
+    }
+
+    /// The shard ended: `SHARD_END` becomes the upper bound.
+    pub fn on_shard_ended(&mut self) {
+        self.inner.on_shard_ended();
+    }
+
+    /// The lease is lost: every later checkpoint fails.
+    pub fn on_lease_lost(&mut self) {
+        self.inner.lost.cancel();
+    }
+}

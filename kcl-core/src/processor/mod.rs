@@ -33,7 +33,7 @@ pub(crate) mod checkpointer;
 use std::future::Future;
 use std::sync::Arc;
 
-pub use checkpointer::{Checkpointer, PreparedCheckpoint};
+pub use checkpointer::{Checkpointer, DetachedCheckpointer, PreparedCheckpoint};
 
 use crate::error::BoxError;
 use crate::ids::ShardId;

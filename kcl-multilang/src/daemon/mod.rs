@@ -1,0 +1,1 @@
+//! The daemon side (see the submodules).
