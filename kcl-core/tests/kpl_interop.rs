@@ -211,13 +211,13 @@ fn we_deaggregate_what_aws_kinesis_agg_aggregates() {
                 assert_eq!(record.sub_sequence_number, sub as u64);
             }
             // The outer keys are the first user record's.
-            assert_eq!(unhex_str(&line[0]).unwrap(), out[before].partition_key);
+            assert_eq!(unhex_str(&line[0]).unwrap(), &*out[before].partition_key);
             assert_eq!(unhex_str(&line[1]), out[before].explicit_hash_key);
         }
         let got: Vec<UserRecord> = out
             .into_iter()
             .map(|r| UserRecord {
-                partition_key: r.partition_key,
+                partition_key: r.partition_key.to_string(),
                 explicit_hash_key: r.explicit_hash_key.map(|k| k.parse().unwrap()),
                 data: r.data.to_vec(),
             })
@@ -305,7 +305,7 @@ fn aws_kinesis_agg_deaggregates_what_we_aggregate() {
             assert_eq!(line[0], ours.sequence_number.to_string());
             assert_eq!(line[1], ours.sub_sequence_number.to_string());
             assert_eq!(line[2] == "1", ours.aggregated);
-            assert_eq!(unhex_str(&line[3]).unwrap(), ours.partition_key);
+            assert_eq!(unhex_str(&line[3]).unwrap(), &*ours.partition_key);
             assert_eq!(unhex(&line[5]).unwrap(), ours.data.to_vec());
             // aws_kinesis_agg reads a missing explicit_hash_key_index as 0,
             // so a record without one reports the table's first key when
@@ -318,7 +318,7 @@ fn aws_kinesis_agg_deaggregates_what_we_aggregate() {
         let user: Vec<_> = expected.iter().filter(|r| r.aggregated).collect();
         assert_eq!(user.len(), records.len());
         for (r, input) in user.iter().zip(&records) {
-            assert_eq!(r.partition_key, input.partition_key);
+            assert_eq!(&*r.partition_key, input.partition_key);
             assert_eq!(
                 r.explicit_hash_key,
                 input.explicit_hash_key.map(|k| k.to_string())

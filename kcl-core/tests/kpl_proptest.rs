@@ -210,10 +210,10 @@ proptest! {
                 prop_assert_eq!(&record.sequence_number, &sequence_number);
                 prop_assert_eq!(record.sub_sequence_number, sub as u64);
             }
-            prop_assert_eq!(&out[start].partition_key, &aggregate.partition_key);
+            prop_assert_eq!(&*out[start].partition_key, aggregate.partition_key.as_str());
             prop_assert_eq!(&out[start].explicit_hash_key, &aggregate.explicit_hash_key);
         }
-        let got: Vec<(String, Option<String>, Bytes)> = out.into_iter().map(|r| (r.partition_key, r.explicit_hash_key, r.data)).collect();
+        let got: Vec<(String, Option<String>, Bytes)> = out.into_iter().map(|r| (r.partition_key.to_string(), r.explicit_hash_key, r.data)).collect();
         let want: Vec<(String, Option<String>, Bytes)> = inputs.into_iter().map(|i| (i.partition_key, i.explicit_hash_key.map(|k| k.to_string()), Bytes::from(i.data))).collect();
         prop_assert_eq!(got, want);
     }

@@ -173,7 +173,7 @@ impl ShardProcessor for Processor {
                 .push(Seen {
                     position: position.clone(),
                     aggregated: record.aggregated,
-                    partition_key: record.partition_key.clone(),
+                    partition_key: record.partition_key.to_string(),
                     data: record.data.clone(),
                 });
             if self.stop_at.as_ref() == Some(&position) {

@@ -36,8 +36,12 @@ pub(crate) struct PrefetchSpec {
     /// an aggregate, or the checkpointed record itself).
     pub(crate) skip_through: Option<ExtendedSequenceNumber>,
     pub(crate) hash_key_range: Option<HashKeyRange>,
+    /// Most records read ahead.
     pub(crate) max_records: usize,
+    /// Most bytes (payload plus partition key) read ahead.
     pub(crate) max_bytes: usize,
+    /// Most records in one batch handed to the processor.
+    pub(crate) batch_records: usize,
     pub(crate) retry_min_delay: Duration,
     pub(crate) retry_max_delay: Duration,
 }
@@ -128,32 +132,119 @@ async fn run(mut spec: PrefetchSpec, tx: mpsc::Sender<Prefetched>) {
             if out.is_empty() && batch.shard_end.is_none() {
                 continue;
             }
-            let bytes: usize = out
-                .iter()
-                .map(|r| r.data.len() + r.partition_key.len())
-                .sum();
-            let records = out;
-            let take_records = records.len().min(spec.max_records) as u32;
-            let take_bytes = bytes.min(spec.max_bytes) as u32;
-            let (Ok(records_permit), Ok(bytes_permit)) = (
-                Arc::clone(&records_sem)
-                    .acquire_many_owned(take_records)
-                    .await,
-                Arc::clone(&bytes_sem).acquire_many_owned(take_bytes).await,
-            ) else {
-                return;
-            };
-            let end = batch.shard_end.is_some();
-            let item = Prefetched {
-                records,
-                shard_end: batch.shard_end,
-                millis_behind_latest: batch.millis_behind_latest,
-                _records_permit: Some(records_permit),
-                _bytes_permit: Some(bytes_permit),
-            };
-            if tx.send(item).await.is_err() || end {
-                return;
+            let mut end = batch.shard_end;
+            let pieces = pieces(
+                out,
+                spec.batch_records.min(spec.max_records),
+                spec.max_bytes,
+            );
+            let count = pieces.len();
+            for (i, (records, bytes)) in pieces.into_iter().enumerate() {
+                // Each piece fits the bounds, so what is read ahead never
+                // exceeds them, however many sub-records an aggregate held.
+                let take_records = records.len().min(spec.max_records) as u32;
+                let take_bytes = bytes.min(spec.max_bytes) as u32;
+                let (Ok(records_permit), Ok(bytes_permit)) = (
+                    Arc::clone(&records_sem)
+                        .acquire_many_owned(take_records)
+                        .await,
+                    Arc::clone(&bytes_sem).acquire_many_owned(take_bytes).await,
+                ) else {
+                    return;
+                };
+                let shard_end = if i + 1 == count { end.take() } else { None };
+                let is_end = shard_end.is_some();
+                let item = Prefetched {
+                    records,
+                    shard_end,
+                    millis_behind_latest: batch.millis_behind_latest,
+                    _records_permit: Some(records_permit),
+                    _bytes_permit: Some(bytes_permit),
+                };
+                if tx.send(item).await.is_err() || is_end {
+                    return;
+                }
             }
         }
+    }
+}
+
+/// The bytes a record holds against the prefetch bound.
+fn record_bytes(record: &Record) -> usize {
+    record.data.len() + record.partition_key.len()
+}
+
+/// Split `records` into pieces of at most `max_records` records and
+/// `max_bytes` bytes (a single larger record goes alone), each moved once,
+/// with its byte count. Always at least one piece, possibly empty (a
+/// shard's end with no records).
+fn pieces(records: Vec<Record>, max_records: usize, max_bytes: usize) -> Vec<(Vec<Record>, usize)> {
+    let total: usize = records.iter().map(record_bytes).sum();
+    if records.len() <= max_records && total <= max_bytes {
+        // The common case: the batch as read, not copied.
+        return vec![(records, total)];
+    }
+    let mut out = Vec::new();
+    let mut piece = Vec::new();
+    let mut bytes = 0;
+    for record in records {
+        let size = record_bytes(&record);
+        if !piece.is_empty() && (piece.len() >= max_records || bytes + size > max_bytes) {
+            out.push((std::mem::take(&mut piece), bytes));
+            bytes = 0;
+        }
+        bytes += size;
+        piece.push(record);
+    }
+    out.push((piece, bytes));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(n: u32, size: usize) -> Record {
+        Record::new(SequenceNumber::from(u128::from(n)), "k", vec![0u8; size])
+    }
+
+    #[test]
+    fn small_batches_pass_whole() {
+        let got = pieces((0..5).map(|n| record(n, 9)).collect(), 10, 1000);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].0.len(), 5);
+        assert_eq!(got[0].1, 50);
+    }
+
+    #[test]
+    fn large_batches_split_by_records_and_bytes_in_order() {
+        let got = pieces((0..25).map(|n| record(n, 9)).collect(), 10, 1000);
+        let sizes: Vec<usize> = got.iter().map(|(r, _)| r.len()).collect();
+        assert_eq!(sizes, [10, 10, 5]);
+        let got = pieces((0..25).map(|n| record(n, 9)).collect(), 100, 35);
+        assert!(
+            got.iter()
+                .all(|(r, b)| r.len() == 3 && *b == 30 || r.len() == 1)
+        );
+        let order: Vec<_> = got
+            .iter()
+            .flat_map(|(r, _)| r.iter().map(|r| r.sequence_number.clone()))
+            .collect();
+        assert_eq!(order.len(), 25);
+        assert!(order.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn an_oversized_record_goes_alone() {
+        let got = pieces(vec![record(0, 5), record(1, 500), record(2, 5)], 10, 100);
+        let sizes: Vec<usize> = got.iter().map(|(r, _)| r.len()).collect();
+        assert_eq!(sizes, [1, 1, 1]);
+    }
+
+    #[test]
+    fn a_shard_end_without_records_is_one_empty_piece() {
+        let got = pieces(Vec::new(), 10, 100);
+        assert_eq!(got.len(), 1);
+        assert!(got[0].0.is_empty());
     }
 }

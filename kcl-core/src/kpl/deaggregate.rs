@@ -1,5 +1,7 @@
 //! De-aggregation: one Kinesis record in, its user records out.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use md5::{Digest, Md5};
 use prost::Message;
@@ -128,15 +130,15 @@ pub(crate) fn deaggregate(
     let filter = shard_range.filter(|range| **range != HashKeyRange::FULL);
     let start = out.len();
     let AggregatedRecord {
-        mut partition_key_table,
+        partition_key_table,
         explicit_hash_key_table,
         records,
     } = message;
-    // Move each partition key into its last user record instead of cloning.
-    let mut last_use = vec![0usize; partition_key_table.len()];
-    for (i, user) in records.iter().enumerate() {
-        last_use[index(user.partition_key_index)] = i;
-    }
+    // One shared allocation per table entry: every sub-record naming a key
+    // points at it (the KPL shares one entry between a key's records), so a
+    // crafted aggregate of many tiny records cannot multiply a long key.
+    let partition_key_table: Vec<Arc<str>> =
+        partition_key_table.into_iter().map(Arc::from).collect();
     // Partition key hashes for the filter, each computed once, on first use
     // (the KPL shares one table entry between the records of a key).
     let mut pk_hashes: Vec<Option<u128>> = match filter {
@@ -168,11 +170,7 @@ pub(crate) fn deaggregate(
                 return Outcome::OutOfRange;
             }
         }
-        let partition_key = if last_use[pk_index] == i {
-            std::mem::take(&mut partition_key_table[pk_index])
-        } else {
-            partition_key_table[pk_index].clone()
-        };
+        let partition_key = Arc::clone(&partition_key_table[pk_index]);
         out.push(Record {
             sequence_number: record.sequence_number.clone(),
             sub_sequence_number: i as u64,

@@ -88,7 +88,7 @@
 //! deaggregate_into(read, None, &mut user_records);
 //! assert_eq!(user_records.len(), 3);
 //! assert_eq!(user_records[2].sub_sequence_number, 2);
-//! assert_eq!(user_records[2].partition_key, "key-2");
+//! assert_eq!(&*user_records[2].partition_key, "key-2");
 //! assert_eq!(user_records[2].data, Bytes::from("event 2"));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```

@@ -84,10 +84,10 @@ fn magic_plus_exactly_a_digest_is_plain() {
 fn decodes_the_python_library_output() {
     let (outcome, out) = run(outer(Bytes::from_static(PYTHON_AGGREGATE)), None);
     assert_eq!(outcome, Outcome::Deaggregated(2));
-    assert_eq!(out[0].partition_key, "pk1");
+    assert_eq!(&*out[0].partition_key, "pk1");
     assert_eq!(out[0].explicit_hash_key, None);
     assert_eq!(out[0].data, "hello");
-    assert_eq!(out[1].partition_key, "pk2");
+    assert_eq!(&*out[1].partition_key, "pk2");
     assert_eq!(out[1].explicit_hash_key.as_deref(), Some("12345"));
     assert_eq!(out[1].data, "world");
     for (i, record) in out.iter().enumerate() {
@@ -228,7 +228,7 @@ fn shared_partition_keys_are_resolved_per_record() {
         .iter()
         .map(|r| {
             (
-                r.partition_key.as_str(),
+                &*r.partition_key,
                 r.explicit_hash_key.as_deref(),
                 r.data.clone(),
             )
@@ -342,7 +342,7 @@ fn aggregates_never_exceed_the_limit_and_count_exactly() {
         assert!(aggregate.data.len() + aggregate.partition_key.len() <= limit);
         let (outcome, out) = run(outer(aggregate.data.clone()), None);
         assert_eq!(outcome, Outcome::Deaggregated(aggregate.user_records));
-        assert_eq!(out[0].partition_key, aggregate.partition_key);
+        assert_eq!(&*out[0].partition_key, aggregate.partition_key);
         assert_eq!(out[0].explicit_hash_key, aggregate.explicit_hash_key);
         total += out.len();
     }

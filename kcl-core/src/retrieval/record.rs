@@ -1,5 +1,6 @@
 //! [`Record`]: one user record as a processor sees it.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -17,8 +18,10 @@ pub struct Record {
     pub sub_sequence_number: u64,
     /// Whether this came out of a KPL aggregate.
     pub aggregated: bool,
-    /// The partition key.
-    pub partition_key: String,
+    /// The partition key. Shared: the sub-records of a KPL aggregate that
+    /// name the same key point at one allocation (read it as
+    /// `&*record.partition_key`).
+    pub partition_key: Arc<str>,
     /// The explicit hash key, if the producer set one.
     pub explicit_hash_key: Option<String>,
     /// The payload.
@@ -31,7 +34,7 @@ impl Record {
     /// A plain (not aggregated) record.
     pub fn new(
         sequence_number: SequenceNumber,
-        partition_key: impl Into<String>,
+        partition_key: impl Into<Arc<str>>,
         data: impl Into<Bytes>,
     ) -> Self {
         Record {

@@ -18,7 +18,7 @@ use crate::processor::{
     Checkpointer, InitializeInput, ProcessRecordsInput, ProcessorErrorPolicy, ProcessorFactory,
     ShardProcessor,
 };
-use crate::retrieval::{Record, ShardSource, StartingPosition};
+use crate::retrieval::{ShardSource, StartingPosition};
 use crate::sequence::ExtendedSequenceNumber;
 use crate::store::{CheckpointStore, LeaseStore};
 
@@ -251,6 +251,7 @@ impl<F: ProcessorFactory> Consumer<F> {
             hash_key_range: self.lease.hash_key_range,
             max_records: self.ctx.config.prefetch_max_records,
             max_bytes: self.ctx.config.prefetch_max_bytes,
+            batch_records: self.ctx.config.max_records,
             retry_min_delay: self.ctx.config.retry_min_delay,
             retry_max_delay: self.ctx.config.retry_max_delay,
         });
@@ -280,22 +281,10 @@ impl<F: ProcessorFactory> Consumer<F> {
                     }
                 },
             };
-            let max = self.ctx.config.max_records;
-            // Batches within `max_records` go through whole (moved, not
-            // cloned); larger ones in chunks.
-            let chunks: Vec<Arc<Vec<Record>>> = if batch.records.len() <= max {
-                vec![Arc::new(batch.records)]
-            } else {
-                batch
-                    .records
-                    .chunks(max)
-                    .map(|c| Arc::new(c.to_vec()))
-                    .collect()
-            };
-            for chunk in chunks {
-                if chunk.is_empty() {
-                    continue;
-                }
+            // The prefetch task already cut the batch to `max_records`:
+            // moved into the input, never copied.
+            if !batch.records.is_empty() {
+                let chunk = Arc::new(batch.records);
                 let last = chunk[chunk.len() - 1].extended_sequence_number();
                 cp.on_delivered(last);
                 let input = ProcessRecordsInput {

@@ -260,7 +260,7 @@ impl FakeStream {
                     sequence_number: sequence_number.clone(),
                     sub_sequence_number: 0,
                     aggregated: false,
-                    partition_key: record.partition_key,
+                    partition_key: record.partition_key.into(),
                     explicit_hash_key: record.explicit_hash_key.map(|k| k.to_string()),
                     data: record.data,
                     approximate_arrival_timestamp: Some(
