@@ -10,6 +10,7 @@ pub mod processor;
 pub mod retrieval;
 mod sequence;
 mod store;
+pub mod store_url;
 
 #[cfg(feature = "testkit")]
 pub mod testkit;

@@ -4,6 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
+use kcl_core::store_url::{StoreOptions, StoreUrl};
 use kcl_core::{ApplicationName, Error, Result};
 
 use crate::store::DynamoStore;
@@ -11,6 +12,18 @@ use crate::table::{TableSpec, ensure_table};
 
 /// Suffix of the worker-heartbeat table's default name.
 pub const HEARTBEAT_TABLE_SUFFIX: &str = "-WorkerHeartbeats";
+
+/// The settings [`DynamoStoreBuilder::from_map`] knows.
+const KNOWN: [&str; 8] = [
+    "url",
+    "table",
+    "application",
+    "region",
+    "endpoint",
+    "heartbeat_table",
+    "create_tables",
+    "table_active_timeout",
+];
 
 /// How a table the store creates is billed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -143,6 +156,65 @@ impl DynamoStoreBuilder {
         self
     }
 
+    /// A builder from one URL:
+    /// `dynamodb://TABLE?region=us-east-1&endpoint=http://127.0.0.1:4566&application=APP&heartbeat_table=NAME&create_tables=true&table_active_timeout=5m`.
+    ///
+    /// `TABLE` is the lease table; the application defaults to it (Java
+    /// KCL names the table after the application) and the table to the
+    /// application, so `dynamodb://?application=orders` works too. Every
+    /// option is optional; `endpoint` (percent-encoded or not, as long as
+    /// it has no `&`) is for a local emulator, and credentials always come
+    /// from aws-config's default chain, never from the URL. An unknown
+    /// option is an [`Error::Config`].
+    ///
+    /// ```
+    /// use kcl_store_dynamo::DynamoStoreBuilder;
+    /// let builder = DynamoStoreBuilder::from_url(
+    ///     "dynamodb://orders-consumer?region=eu-west-1&endpoint=http%3A%2F%2F127.0.0.1%3A4566",
+    /// )?;
+    /// # Ok::<(), kcl_core::Error>(())
+    /// ```
+    pub fn from_url(url: &str) -> Result<Self> {
+        Self::from_map([("url", url)])
+    }
+
+    /// A builder from key/value settings: `url` (a `dynamodb://` URL, whose
+    /// table and options are read as below), `table`, `application`,
+    /// `region`, `endpoint`, `heartbeat_table`, `create_tables` and
+    /// `table_active_timeout`. See [`from_url`](Self::from_url). Unknown
+    /// keys are an [`Error::Config`].
+    pub fn from_map<K, V>(pairs: impl IntoIterator<Item = (K, V)>) -> Result<Self>
+    where
+        K: Into<String>,
+        V: Into<String>,
+    {
+        let mut options = StoreOptions::new("DynamoDB store", pairs);
+        if let Some(url) = options.take("url") {
+            let mut url = StoreUrl::parse(&url)?;
+            if url.scheme() != "dynamodb" || !url.path().is_empty() {
+                return Err(Error::Config(format!(
+                    "{} is not a dynamodb://TABLE?options URL",
+                    url.redacted()
+                )));
+            }
+            let table = url.host()?;
+            if !table.is_empty() {
+                options.insert("table", table);
+            }
+            url.drain_into(&mut options);
+        }
+        let mut builder = DynamoStoreBuilder::default();
+        builder.table_name = options.take("table");
+        builder.application = options.take("application").or(builder.table_name.clone());
+        builder.region = options.take("region");
+        builder.endpoint_url = options.take("endpoint");
+        builder.heartbeat_table_name = options.take("heartbeat_table");
+        builder.create_tables = options.take_bool("create_tables")?;
+        builder.active_timeout = options.take_duration("table_active_timeout")?;
+        options.finish(&KNOWN)?;
+        Ok(builder)
+    }
+
     /// Validate the settings, make sure both tables exist with the right
     /// key schema and are ACTIVE (creating them if allowed), and build the
     /// store.
@@ -228,4 +300,41 @@ async fn default_client(endpoint_url: Option<String>, region: Option<String>) ->
         loader = loader.region(aws_config::Region::new(region));
     }
     Client::new(&loader.load().await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn from_url_reads_table_and_options() {
+        let b = DynamoStoreBuilder::from_url(
+            "dynamodb://Orders-1?region=eu-west-1&endpoint=http%3A%2F%2F127.0.0.1%3A4566&heartbeat_table=hb&create_tables=false&table_active_timeout=30s",
+        )
+        .unwrap();
+        assert_eq!(b.table_name.as_deref(), Some("Orders-1"));
+        assert_eq!(b.application.as_deref(), Some("Orders-1"));
+        assert_eq!(b.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(b.endpoint_url.as_deref(), Some("http://127.0.0.1:4566"));
+        assert_eq!(b.heartbeat_table_name.as_deref(), Some("hb"));
+        assert_eq!(b.create_tables, Some(false));
+        assert_eq!(b.active_timeout, Some(Duration::from_secs(30)));
+        let b = DynamoStoreBuilder::from_url("dynamodb://?application=app").unwrap();
+        assert_eq!(b.table_name, None);
+        assert_eq!(b.application.as_deref(), Some("app"));
+        let b = DynamoStoreBuilder::from_map([("table", "t"), ("application", "a")]).unwrap();
+        assert_eq!(b.table_name.as_deref(), Some("t"));
+        assert_eq!(b.application.as_deref(), Some("a"));
+        for bad in [
+            "redis://t",
+            "dynamodb://t/path",
+            "dynamodb://t?regoin=x",
+            "dynamodb://t?create_tables=perhaps",
+        ] {
+            assert!(
+                matches!(DynamoStoreBuilder::from_url(bad), Err(Error::Config(_))),
+                "{bad}"
+            );
+        }
+    }
 }

@@ -10,6 +10,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use kcl_core::store_url::{StoreOptions, StoreUrl, redact_url};
 use kcl_core::{ApplicationName, Error, Result};
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -21,6 +22,41 @@ use crate::store::PostgresStore;
 /// (`^[a-z_][a-z0-9_]{0,62}$`, which fits PostgreSQL's 63-byte limit and
 /// needs no case folding).
 pub const IDENTIFIER_RULE: &str = "^[a-z_][a-z0-9_]{0,62}$";
+
+/// The query options sqlx reads itself; any other option is refused by
+/// `from_url` (sqlx would only log and ignore it).
+const CLIENT_OPTIONS: [&str; 19] = [
+    "sslmode",
+    "ssl-mode",
+    "sslrootcert",
+    "ssl-root-cert",
+    "ssl-ca",
+    "sslcert",
+    "ssl-cert",
+    "sslkey",
+    "ssl-key",
+    "statement-cache-capacity",
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+    "password",
+    "application_name",
+    "options",
+    "options[*",
+];
+/// The options [`PostgresStoreBuilder::from_url`] reads from a URL's query.
+const KNOWN_OPTIONS: [&str; 8] = [
+    "application",
+    "schema",
+    "leases_table",
+    "workers_table",
+    "checkpoints_table",
+    "max_connections",
+    "acquire_timeout",
+    "migrate",
+];
 
 /// A schema or table name that matched [`IDENTIFIER_RULE`].
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -211,6 +247,73 @@ impl PostgresStoreBuilder {
         self
     }
 
+    /// A builder from one URL: the server's URL (see [`url`](Self::url))
+    /// with kcl's settings as query options, which are removed before the
+    /// URL reaches sqlx (its own options, `sslmode=…`, stay):
+    ///
+    /// `postgres://user:password@host:port/db?application=APP&schema=kcl&leases_table=leases&workers_table=workers&checkpoints_table=checkpoints&max_connections=10&acquire_timeout=5s&migrate=true`
+    /// (or `postgresql://`). Every option is optional; set the application
+    /// afterwards with [`application`](Self::application) if the URL does
+    /// not. Durations are `500ms`, `5s`, `2m` or seconds. A password must
+    /// be percent-encoded (`/` as `%2F`, `?` as `%3F`, `#` as `%23`, `@` as
+    /// `%40`); an option neither kcl nor sqlx reads, another scheme or a
+    /// URL that does not parse is an [`Error::Config`] that never shows the
+    /// password.
+    ///
+    /// ```
+    /// use kcl_store_postgres::PostgresStoreBuilder;
+    /// let builder = PostgresStoreBuilder::from_url(
+    ///     "postgres://kcl:s%2Fcr%3Ft@db:5432/app?sslmode=require&schema=orders&application=orders",
+    /// )?;
+    /// assert!(!format!("{builder:?}").contains("s%2Fcr"));
+    /// # Ok::<(), kcl_core::Error>(())
+    /// ```
+    pub fn from_url(url: &str) -> Result<Self> {
+        Self::from_map([("url", url)])
+    }
+
+    /// A builder from key/value settings: `url` (required; its kcl options
+    /// are read as below), `application`, `schema`, `leases_table`,
+    /// `workers_table`, `checkpoints_table`, `max_connections`,
+    /// `acquire_timeout` and `migrate`. See [`from_url`](Self::from_url).
+    /// Unknown keys are an [`Error::Config`].
+    pub fn from_map<K, V>(pairs: impl IntoIterator<Item = (K, V)>) -> Result<Self>
+    where
+        K: Into<String>,
+        V: Into<String>,
+    {
+        let mut options = StoreOptions::new("Postgres store", pairs);
+        let url = options
+            .take("url")
+            .ok_or_else(|| Error::Config("a Postgres store's settings need a url".into()))?;
+        let mut url = StoreUrl::parse(&url)?;
+        if !matches!(url.scheme(), "postgres" | "postgresql") {
+            return Err(Error::Config(format!(
+                "{} is not a postgres:// or postgresql:// URL",
+                url.redacted()
+            )));
+        }
+        for key in KNOWN_OPTIONS {
+            if let Some(value) = url.take(key) {
+                options.insert(key, value);
+            }
+        }
+        url.refuse_unknown_options(&CLIENT_OPTIONS, &KNOWN_OPTIONS)?;
+        let mut builder = PostgresStoreBuilder::default().url(url.client_url());
+        builder.application = options.take("application");
+        builder.schema = options.take("schema");
+        builder.leases_table = options.take("leases_table");
+        builder.workers_table = options.take("workers_table");
+        builder.checkpoints_table = options.take("checkpoints_table");
+        builder.max_connections = options.take_number("max_connections")?;
+        builder.acquire_timeout = options.take_duration("acquire_timeout")?;
+        builder.migrate = options.take_bool("migrate")?;
+        let mut known = vec!["url"];
+        known.extend(KNOWN_OPTIONS);
+        options.finish(&known)?;
+        Ok(builder)
+    }
+
     /// Validate everything, make the pool (lazily: no connection is opened
     /// until needed), and run the migrations unless turned off. A server
     /// that cannot be reached is a retryable [`Error::Unavailable`]; any
@@ -284,37 +387,6 @@ impl PostgresStoreBuilder {
         }
         Ok(store)
     }
-}
-
-/// The URL with any password replaced by `***` (in the user-info part and
-/// in a `password=` query parameter).
-pub(crate) fn redact_url(url: &str) -> String {
-    let mut out = url.to_owned();
-    if let Some(scheme_end) = out.find("://") {
-        let rest = scheme_end + 3;
-        let authority_end = out[rest..]
-            .find(['/', '?', '#'])
-            .map_or(out.len(), |i| rest + i);
-        if let Some(at) = out[rest..authority_end].rfind('@') {
-            let at = rest + at;
-            if let Some(colon) = out[rest..at].find(':') {
-                out.replace_range(rest + colon + 1..at, "***");
-            }
-        }
-    }
-    if let Some(query_start) = out.find('?') {
-        let (base, query) = out.split_at(query_start + 1);
-        let query = query
-            .split('&')
-            .map(|pair| match pair.split_once('=') {
-                Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
-                _ => pair.to_owned(),
-            })
-            .collect::<Vec<_>>()
-            .join("&");
-        out = format!("{base}{query}");
-    }
-    out
 }
 
 #[cfg(test)]
@@ -397,6 +469,66 @@ mod tests {
     }
 
     #[test]
+    fn from_url_takes_kcl_options_and_leaves_sqlx_its_own() {
+        let builder = PostgresStoreBuilder::from_url(
+            "postgres://kcl:a%2Fb%3Fc%23d@db:5432/app?sslmode=require&schema=orders&application=o&leases_table=l&workers_table=w&checkpoints_table=c&max_connections=3&acquire_timeout=250ms&migrate=no",
+        )
+        .unwrap();
+        match &builder.source {
+            Source::Url(url) => {
+                assert_eq!(
+                    url,
+                    "postgres://kcl:a%2Fb%3Fc%23d@db:5432/app?sslmode=require"
+                )
+            }
+            _ => panic!("no url"),
+        }
+        assert_eq!(builder.schema.as_deref(), Some("orders"));
+        assert_eq!(builder.application.as_deref(), Some("o"));
+        assert_eq!(builder.leases_table.as_deref(), Some("l"));
+        assert_eq!(builder.workers_table.as_deref(), Some("w"));
+        assert_eq!(builder.checkpoints_table.as_deref(), Some("c"));
+        assert_eq!(builder.max_connections, Some(3));
+        assert_eq!(builder.acquire_timeout, Some(Duration::from_millis(250)));
+        assert_eq!(builder.migrate, Some(false));
+        assert!(!format!("{builder:?}").contains("a%2Fb"));
+        let from_map =
+            PostgresStoreBuilder::from_map([("url", "postgresql://db/app"), ("schema", "s")])
+                .unwrap();
+        assert_eq!(from_map.schema.as_deref(), Some("s"));
+    }
+
+    #[tokio::test]
+    async fn passwords_with_url_delimiters_never_leak() {
+        for secret in ["ab/cd", "ab?cd", "ab#cd", "a/b?c#d"] {
+            let url = format!("postgres://kcl:{secret}@127.0.0.1:1/db");
+            let err = PostgresStoreBuilder::from_url(&url).unwrap_err();
+            assert!(matches!(err, Error::Config(_)), "{err:?}");
+            let msg = format!("{err} {err:?}");
+            assert!(!msg.contains(secret), "{msg}");
+            let builder = PostgresStore::builder().url(&url).application("app");
+            let debug = format!("{builder:?}");
+            assert!(!debug.contains(secret), "{debug}");
+            let result = builder
+                .acquire_timeout(Duration::from_millis(200))
+                .build()
+                .await;
+            let msg = format!("{:?}", result.expect_err("port 1 is closed"));
+            assert!(!msg.contains(secret), "{msg}");
+        }
+        for bad in [
+            "redis://h/db",
+            "postgres://h/db?max_connections=many",
+            "postgres://h/db?shema=typo",
+        ] {
+            assert!(matches!(
+                PostgresStoreBuilder::from_url(bad),
+                Err(Error::Config(_))
+            ));
+        }
+    }
+
+    #[test]
     fn debug_and_errors_hide_the_password() {
         let builder = PostgresStore::builder()
             .url("postgres://kcl:s3cret@db.example:5432/app?sslmode=require&password=s3cret")
@@ -405,10 +537,6 @@ mod tests {
         assert!(!shown.contains("s3cret"), "{shown}");
         assert!(shown.contains("kcl:***@db.example:5432"), "{shown}");
         assert!(shown.contains("password=***"), "{shown}");
-        assert_eq!(
-            redact_url("postgres://user@host/db"),
-            "postgres://user@host/db"
-        );
         assert_eq!(
             redact_url("postgres://u:p@ss@host/db"),
             "postgres://u:***@host/db"

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use kcl_core::store_url::{StoreOptions, StoreUrl, redact_url};
 use kcl_core::{ApplicationName, Error, Result};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
@@ -17,6 +18,17 @@ pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How many times the connection manager retries a lost connection before
 /// a waiting call fails (it tries again on the next call).
 const RECONNECT_RETRIES: usize = 2;
+/// The query options the redis crate itself reads (`db`, `user` and `pass`
+/// for `redis+unix://`); any other option is refused by `from_url`.
+const CLIENT_OPTIONS: [&str; 4] = ["protocol", "db", "user", "pass"];
+/// The options [`RedisStoreBuilder::from_url`] reads from a URL's query.
+const KNOWN_OPTIONS: [&str; 5] = [
+    "application",
+    "prefix",
+    "connection_timeout",
+    "response_timeout",
+    "tls_ca_file",
+];
 
 /// Builder for [`RedisStore`]: where the server is, and which application
 /// namespace the store acts in.
@@ -133,6 +145,95 @@ impl RedisStoreBuilder {
     pub fn tls_root_certificate_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
         self.tls_root_certificate = Some(pem.into());
         self
+    }
+
+    /// A builder from one URL: the server's URL (see [`url`](Self::url))
+    /// with kcl's settings as query options, which are removed before the
+    /// URL reaches the Redis client:
+    ///
+    /// `redis://[[user]:password@]host[:port][/db]?application=APP&prefix=kcl&connection_timeout=5s&response_timeout=5s`
+    /// (also `rediss://` and `redis+unix://`; `tls_ca_file=/path/ca.pem`
+    /// with the `tls` feature). Every option is optional; set the
+    /// application afterwards with [`application`](Self::application) if
+    /// the URL does not. Durations are `500ms`, `5s`, `2m` or seconds.
+    /// A password must be percent-encoded (`/` as `%2F`, `?` as `%3F`, `#`
+    /// as `%23`, `@` as `%40`); an unknown option, another scheme or a
+    /// URL that does not parse is an [`Error::Config`] that never shows
+    /// the password.
+    ///
+    /// ```
+    /// use kcl_store_redis::RedisStoreBuilder;
+    /// let builder = RedisStoreBuilder::from_url(
+    ///     "redis://:s%2Fcr%3Ft@127.0.0.1:6379/0?application=orders&prefix=prod",
+    /// )?;
+    /// assert!(!format!("{builder:?}").contains("s%2Fcr"));
+    /// # Ok::<(), kcl_core::Error>(())
+    /// ```
+    pub fn from_url(url: &str) -> Result<Self> {
+        Self::from_map([("url", url)])
+    }
+
+    /// A builder from key/value settings: `url` (required, a Redis URL
+    /// whose kcl options are read as below), `application`, `prefix`,
+    /// `connection_timeout`, `response_timeout`, and `tls_ca_file` (feature
+    /// `tls`). See [`from_url`](Self::from_url). Unknown keys are an
+    /// [`Error::Config`].
+    pub fn from_map<K, V>(pairs: impl IntoIterator<Item = (K, V)>) -> Result<Self>
+    where
+        K: Into<String>,
+        V: Into<String>,
+    {
+        let mut options = StoreOptions::new("Redis store", pairs);
+        let url = options
+            .take("url")
+            .ok_or_else(|| Error::Config("a Redis store's settings need a url".into()))?;
+        let mut url = StoreUrl::parse(&url)?;
+        if !matches!(url.scheme(), "redis" | "rediss" | "redis+unix" | "unix") {
+            return Err(Error::Config(format!(
+                "{} is not a redis://, rediss:// or redis+unix:// URL",
+                url.redacted()
+            )));
+        }
+        for key in KNOWN_OPTIONS {
+            if let Some(value) = url.take(key) {
+                options.insert(key, value);
+            }
+        }
+        url.refuse_unknown_options(&CLIENT_OPTIONS, &KNOWN_OPTIONS)?;
+        let mut builder = RedisStoreBuilder::default().url(url.client_url());
+        if let Some(application) = options.take("application") {
+            builder = builder.application(application);
+        }
+        if let Some(prefix) = options.take("prefix") {
+            builder = builder.key_prefix(prefix);
+        }
+        if let Some(timeout) = options.take_duration("connection_timeout")? {
+            builder = builder.connection_timeout(timeout);
+        }
+        if let Some(timeout) = options.take_duration("response_timeout")? {
+            builder = builder.response_timeout(timeout);
+        }
+        if let Some(path) = options.take("tls_ca_file") {
+            builder = builder.tls_ca_file(&path)?;
+        }
+        let mut known = vec!["url"];
+        known.extend(KNOWN_OPTIONS);
+        options.finish(&known)?;
+        Ok(builder)
+    }
+
+    #[cfg(feature = "tls")]
+    fn tls_ca_file(self, path: &str) -> Result<Self> {
+        let pem = std::fs::read(path)
+            .map_err(|e| Error::Config(format!("cannot read tls_ca_file {path:?}: {e}")))?;
+        Ok(self.tls_root_certificate_pem(pem))
+    }
+
+    #[cfg(not(feature = "tls"))]
+    fn tls_ca_file(self, _path: &str) -> Result<Self> {
+        Err(Error::Config(
+            "tls_ca_file needs the `tls` feature of kcl-store-redis".into(),
+        ))
     }
 
     /// Validate, connect and build. A server that cannot be reached is the
@@ -257,36 +358,6 @@ fn validate_prefix(prefix: &str) -> Result<()> {
     Ok(())
 }
 
-/// `url` with any password (in the user info, or a `pass`/`password`
-/// query parameter) replaced by `***`, for logs and `Debug`.
-pub(crate) fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return "<unparsed url>".to_string();
-    };
-    let (scheme, rest) = url.split_at(scheme_end + 3);
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    let authority = match authority.rfind('@') {
-        Some(at) => {
-            let (user_info, host) = authority.split_at(at);
-            match user_info.find(':') {
-                Some(colon) => format!("{}:***{host}", &user_info[..colon]),
-                // `redis://secret@host` is read as a username by some
-                // clients and a password by others: hide it either way.
-                None => format!("***{host}"),
-            }
-        }
-        None => authority.to_string(),
-    };
-    let path = match path.find('?') {
-        Some(q) if path[q..].to_ascii_lowercase().contains("pass") => {
-            format!("{}?***", &path[..q])
-        }
-        _ => path.to_string(),
-    };
-    format!("{scheme}{authority}{path}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,7 +377,7 @@ mod tests {
             ("redis://a:b:hunter2@host/1", "redis://a:***@host/1"),
             (
                 "redis+unix:///run/redis.sock?db=1&pass=hunter2",
-                "redis+unix:///run/redis.sock?***",
+                "redis+unix:///run/redis.sock?db=1&pass=***",
             ),
             ("redis://127.0.0.1:6379", "redis://127.0.0.1:6379"),
             ("hunter2", "<unparsed url>"),
@@ -318,6 +389,71 @@ mod tests {
         let debug = format!("{builder:?}");
         assert!(!debug.contains("hunter2"), "{debug}");
         assert!(debug.contains("u:***@h:1"), "{debug}");
+    }
+
+    #[test]
+    fn from_url_takes_kcl_options_and_passes_the_rest() {
+        let builder = RedisStoreBuilder::from_url(
+            "rediss://app:a%2Fb%3Fc%23d@cache:6380/2?application=orders&prefix=prod&response_timeout=250ms&connection_timeout=2s&protocol=resp3",
+        )
+        .unwrap();
+        assert_eq!(
+            builder.url.as_deref(),
+            Some("rediss://app:a%2Fb%3Fc%23d@cache:6380/2?protocol=resp3")
+        );
+        assert_eq!(builder.application.as_deref(), Some("orders"));
+        assert_eq!(builder.key_prefix, "prod");
+        assert_eq!(builder.response_timeout, Duration::from_millis(250));
+        assert_eq!(builder.connection_timeout, Duration::from_secs(2));
+        let debug = format!("{builder:?}");
+        assert!(!debug.contains("a%2Fb"), "{debug}");
+        let from_map = RedisStoreBuilder::from_map([
+            ("url", "redis://127.0.0.1:1"),
+            ("application", "orders"),
+            ("prefix", "p"),
+        ])
+        .unwrap();
+        assert_eq!(from_map.key_prefix, "p");
+        assert_eq!(from_map.url.as_deref(), Some("redis://127.0.0.1:1"));
+    }
+
+    #[test]
+    fn from_url_refuses_what_it_cannot_read_without_showing_the_password() {
+        for (url, secret) in [
+            ("postgres://u:hunter2@h/db", "hunter2"),
+            ("redis://u:ab/cd@127.0.0.1:1/0", "ab/cd"),
+            ("redis://u:ab?cd@127.0.0.1:1/0", "ab?cd"),
+            ("redis://u:ab#cd@127.0.0.1:1/0", "ab#cd"),
+            ("redis://u:hunter2@h/0?prefx=typo", "hunter2"),
+            ("redis://u:hunter2@h/0?response_timeout=soon", "hunter2"),
+        ] {
+            let err = RedisStoreBuilder::from_url(url).unwrap_err();
+            let msg = format!("{err} {err:?}");
+            assert!(matches!(err, Error::Config(_)), "{url}: {msg}");
+            assert!(!msg.contains(secret), "{url}: {msg}");
+        }
+        assert!(matches!(
+            RedisStoreBuilder::from_map([("application", "a")]),
+            Err(Error::Config(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn passwords_with_url_delimiters_never_leak_from_build() {
+        for secret in ["ab/cd", "ab?cd", "ab#cd", "a/b?c#d"] {
+            let err = RedisStoreBuilder::default()
+                .application("app")
+                .url(format!("redis://u:{secret}@127.0.0.1:1/0"))
+                .connection_timeout(Duration::from_millis(200))
+                .build()
+                .await
+                .unwrap_err();
+            let msg = format!("{err} {err:?}");
+            assert!(!msg.contains(secret), "{secret}: {msg}");
+            let builder = RedisStoreBuilder::default().url(format!("redis://u:{secret}@h:1/0"));
+            let debug = format!("{builder:?}");
+            assert!(!debug.contains(secret), "{debug}");
+        }
     }
 
     #[tokio::test]
