@@ -1,0 +1,111 @@
+//! `kcl`: the kcl command line. `kcl multilang --properties-file F` (or
+//! `kcl multilang F`) runs a MultiLang processor on the kcl engine, no JVM.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use kcl_cli::multilang::{self, Options};
+use kcl_cli::properties::MultiLangProperties;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser, Debug)]
+#[command(name = "kcl", version, about = "Kinesis Client Library tools")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a MultiLang processor (Python, Node, Go, Ruby, Rust...) from the
+    /// Java MultiLangDaemon's .properties file, one child per leased shard.
+    Multilang {
+        /// The .properties file (the Java daemon's format and keys).
+        #[arg(long = "properties-file", short = 'p', value_name = "FILE")]
+        properties_file: Option<PathBuf>,
+        /// The .properties file, positional form.
+        #[arg(value_name = "FILE", conflicts_with = "properties_file")]
+        file: Option<PathBuf>,
+        /// Exit with status 1 when any child fails, as the Java daemon does
+        /// (default: restart only that shard's child).
+        #[arg(long)]
+        java_compatible_exit: bool,
+        /// Speak the KCL 1.x protocol (`shutdown` TERMINATE/ZOMBIE) for
+        /// KCL-1-era children (kclpy <= 1.5, gokinesis-style Go clients).
+        #[arg(long)]
+        legacy_protocol: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let Command::Multilang {
+        properties_file,
+        file,
+        java_compatible_exit,
+        legacy_protocol,
+    } = cli.command;
+    let Some(path) = properties_file.or(file) else {
+        eprintln!("kcl multilang: give the properties file (--properties-file FILE or FILE)");
+        return ExitCode::from(2);
+    };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) => {
+            eprintln!("kcl multilang: cannot read {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    };
+    let props = match MultiLangProperties::parse(&text) {
+        Ok(props) => props,
+        Err(e) => {
+            eprintln!("kcl multilang: {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    };
+    let mut options = Options::new();
+    options.java_compatible_exit = java_compatible_exit;
+    options.legacy_protocol = legacy_protocol;
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("kcl multilang: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let cancel = CancellationToken::new();
+        let signals = cancel.clone();
+        tokio::spawn(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut term), Ok(mut int)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) else {
+                tracing::error!("cannot listen for SIGTERM/SIGINT");
+                return;
+            };
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM: shutting down gracefully"),
+                _ = int.recv() => tracing::info!("SIGINT: shutting down gracefully"),
+            }
+            signals.cancel();
+        });
+        match multilang::run(props, options, cancel).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!(error = %e, "kcl multilang failed");
+                eprintln!("kcl multilang: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
