@@ -29,19 +29,19 @@ async fn list_shards_pages() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn iterator_types() {
     let s = server().await;
-    support::iterator_types(&s.endpoint).await;
+    support::iterator_types(support::Mode::Polling, &s.endpoint).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn split_shard_end_from_lineage() {
     let s = server().await;
-    support::split_shard_end(&s.endpoint).await;
+    support::split_shard_end(support::Mode::Polling, &s.endpoint).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn merge_shard_end_from_lineage() {
     let s = server().await;
-    support::merge_shard_end(&s.endpoint).await;
+    support::merge_shard_end(support::Mode::Polling, &s.endpoint).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -24,19 +24,19 @@ async fn list_shards_pages() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn iterator_types() {
     let Some(endpoint) = endpoint() else { return };
-    support::iterator_types(&endpoint).await;
+    support::iterator_types(support::Mode::Polling, &endpoint).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn split_shard_end_from_child_shards() {
     let Some(endpoint) = endpoint() else { return };
-    support::split_shard_end(&endpoint).await;
+    support::split_shard_end(support::Mode::Polling, &endpoint).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn merge_shard_end_from_child_shards() {
     let Some(endpoint) = endpoint() else { return };
-    support::merge_shard_end(&endpoint).await;
+    support::merge_shard_end(support::Mode::Polling, &endpoint).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,8 +5,11 @@
 //! pulls OpenTelemetry and more; with the lighter `rt` feature the crate
 //! gives its store, validation and action dispatch, and this file adds the
 //! few lines of HTTP/1.1 (keep-alive, `Content-Length` bodies) the AWS SDK
-//! speaks to it. It skips request signing checks. Shared by the kcl-core
-//! tests, the demo and the drain benchmark (they include it by `#[path]`).
+//! speaks to it. It skips request signing checks. `SubscribeToShard` is
+//! answered with ferrokinesis' own event stream, sent as a chunked HTTP/1.1
+//! body (the AWS SDK reads an event stream the same way over HTTP/1.1 and
+//! HTTP/2). Shared by the kcl-core tests, the demo and the benchmarks (they
+//! include it by `#[path]`).
 
 #![allow(dead_code)]
 
@@ -16,6 +19,7 @@ use ferrokinesis::actions::{Operation, dispatch};
 use ferrokinesis::error::KinesisErrorResponse;
 use ferrokinesis::store::{Store, StoreOptions};
 use ferrokinesis::validation::{FieldDef, check_types, check_validations};
+use futures::StreamExt;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -108,22 +112,111 @@ async fn serve_connection(stream: TcpStream, store: Store) {
         if read.read_exact(&mut body).await.is_err() {
             return;
         }
-        let (status, error_type, payload) = handle(&store, &target, &body).await;
-        let mut head = format!(
-            "HTTP/1.1 {status} {}\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\nx-amzn-RequestId: embedded\r\n",
-            if status == 200 { "OK" } else { "Error" },
-            payload.len()
-        );
-        if let Some(error_type) = error_type {
-            head.push_str(&format!("x-amzn-ErrorType: {error_type}\r\n"));
+        if target == "Kinesis_20131202.SubscribeToShard" {
+            match subscribe(&store, &body).await {
+                Ok(events) => {
+                    if stream_events(&mut write, events).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                Err((status, error_type, payload)) => {
+                    if write_response(&mut write, status, error_type, &payload)
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                    continue;
+                }
+            }
         }
-        head.push_str("\r\n");
-        if write.write_all(head.as_bytes()).await.is_err()
-            || write.write_all(payload.as_bytes()).await.is_err()
+        let (status, error_type, payload) = handle(&store, &target, &body).await;
+        if write_response(&mut write, status, error_type, &payload)
+            .await
+            .is_err()
         {
             return;
         }
     }
+}
+
+async fn write_response(
+    write: &mut tokio::net::tcp::OwnedWriteHalf,
+    status: u16,
+    error_type: Option<String>,
+    payload: &str,
+) -> std::io::Result<()> {
+    let mut head = format!(
+        "HTTP/1.1 {status} {}\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\nx-amzn-RequestId: embedded\r\n",
+        if status == 200 { "OK" } else { "Error" },
+        payload.len()
+    );
+    if let Some(error_type) = error_type {
+        head.push_str(&format!("x-amzn-ErrorType: {error_type}\r\n"));
+    }
+    head.push_str("\r\n");
+    write.write_all(head.as_bytes()).await?;
+    write.write_all(payload.as_bytes()).await
+}
+
+type EventStream = futures::stream::BoxStream<'static, Result<bytes::Bytes, String>>;
+
+/// Validate a `SubscribeToShard` request and start ferrokinesis' event
+/// stream for it.
+async fn subscribe(
+    store: &Store,
+    body: &[u8],
+) -> Result<EventStream, (u16, Option<String>, String)> {
+    let Some(raw) = std::str::from_utf8(body).ok().and_then(|s| s.parse().ok()) else {
+        return Err(error(&KinesisErrorResponse::client_error(
+            "SerializationException",
+            None,
+        )));
+    };
+    let rules = Operation::SubscribeToShard.validation_rules();
+    let fields: Vec<(&str, &FieldDef)> = rules.iter().map(|(k, v)| (*k, v)).collect();
+    let mut data = check_types(&raw, &fields).map_err(|e| error(&e))?;
+    check_validations(&data, &fields, None).map_err(|e| error(&e))?;
+    // ferrokinesis 0.7's type check keeps only `Type` of the starting
+    // position, so AT/AFTER_SEQUENCE_NUMBER and AT_TIMESTAMP would start
+    // at the shard's start; its handler does read the other fields.
+    data["StartingPosition"] = raw["StartingPosition"].clone();
+    let body = ferrokinesis::actions::subscribe_to_shard::execute_streaming(
+        store,
+        data,
+        "application/x-amz-json-1.1",
+    )
+    .await
+    .map_err(|e| error(&e))?;
+    Ok(body
+        .into_data_stream()
+        .map(|chunk| chunk.map_err(|e| e.to_string()))
+        .boxed())
+}
+
+/// Send an event stream as a chunked HTTP/1.1 response, frame by frame.
+async fn stream_events(
+    write: &mut tokio::net::tcp::OwnedWriteHalf,
+    mut events: EventStream,
+) -> std::io::Result<()> {
+    write
+        .write_all(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.amazon.eventstream\r\nTransfer-Encoding: chunked\r\nx-amzn-RequestId: embedded\r\n\r\n",
+        )
+        .await?;
+    while let Some(chunk) = events.next().await {
+        let Ok(chunk) = chunk else { break };
+        if chunk.is_empty() {
+            continue;
+        }
+        write
+            .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .await?;
+        write.write_all(&chunk).await?;
+        write.write_all(b"\r\n").await?;
+    }
+    write.write_all(b"0\r\n\r\n").await
 }
 
 async fn handle(store: &Store, target: &str, body: &[u8]) -> (u16, Option<String>, String) {

@@ -6,9 +6,14 @@
 //! re-seeks on `ExpiredIteratorException`, and gives up on the rest.
 
 use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_kinesis::operation::deregister_stream_consumer::DeregisterStreamConsumerError;
+use aws_sdk_kinesis::operation::describe_stream_consumer::DescribeStreamConsumerError;
+use aws_sdk_kinesis::operation::describe_stream_summary::DescribeStreamSummaryError;
 use aws_sdk_kinesis::operation::get_records::GetRecordsError;
 use aws_sdk_kinesis::operation::get_shard_iterator::GetShardIteratorError;
 use aws_sdk_kinesis::operation::list_shards::ListShardsError;
+use aws_sdk_kinesis::operation::register_stream_consumer::RegisterStreamConsumerError;
+use aws_sdk_kinesis::operation::subscribe_to_shard::SubscribeToShardError;
 
 use crate::error::{BoxError, Error};
 
@@ -25,13 +30,20 @@ pub(crate) enum Failure {
     ExpiredIterator,
     /// The stream or shard does not exist.
     NotFound,
+    /// The resource is busy: a consumer being registered or deleted, or
+    /// (on `SubscribeToShard`) the shard's previous subscription still open
+    /// after a failover. Worth retrying after a backoff.
+    InUse,
     /// Anything else: not worth retrying.
     Fatal,
 }
 
 impl Failure {
     pub(crate) fn is_retryable(self) -> bool {
-        matches!(self, Failure::Throttled | Failure::Unavailable)
+        matches!(
+            self,
+            Failure::Throttled | Failure::Unavailable | Failure::InUse
+        )
     }
 }
 
@@ -74,6 +86,61 @@ impl Modeled for ListShardsError {
     }
 }
 
+impl Modeled for SubscribeToShardError {
+    fn failure(&self) -> Option<Failure> {
+        Some(match self {
+            // At most one subscribe per second per shard and consumer.
+            SubscribeToShardError::LimitExceededException(_)
+            | SubscribeToShardError::KmsThrottlingException(_) => Failure::Throttled,
+            SubscribeToShardError::ResourceInUseException(_) => Failure::InUse,
+            SubscribeToShardError::InternalFailureException(_) => Failure::Unavailable,
+            SubscribeToShardError::ResourceNotFoundException(_) => Failure::NotFound,
+            _ => return None,
+        })
+    }
+}
+
+impl Modeled for DescribeStreamConsumerError {
+    fn failure(&self) -> Option<Failure> {
+        Some(match self {
+            DescribeStreamConsumerError::LimitExceededException(_) => Failure::Throttled,
+            DescribeStreamConsumerError::ResourceNotFoundException(_) => Failure::NotFound,
+            _ => return None,
+        })
+    }
+}
+
+impl Modeled for RegisterStreamConsumerError {
+    fn failure(&self) -> Option<Failure> {
+        Some(match self {
+            RegisterStreamConsumerError::LimitExceededException(_) => Failure::Throttled,
+            RegisterStreamConsumerError::ResourceInUseException(_) => Failure::InUse,
+            RegisterStreamConsumerError::ResourceNotFoundException(_) => Failure::NotFound,
+            _ => return None,
+        })
+    }
+}
+
+impl Modeled for DeregisterStreamConsumerError {
+    fn failure(&self) -> Option<Failure> {
+        Some(match self {
+            DeregisterStreamConsumerError::LimitExceededException(_) => Failure::Throttled,
+            DeregisterStreamConsumerError::ResourceNotFoundException(_) => Failure::NotFound,
+            _ => return None,
+        })
+    }
+}
+
+impl Modeled for DescribeStreamSummaryError {
+    fn failure(&self) -> Option<Failure> {
+        Some(match self {
+            DescribeStreamSummaryError::LimitExceededException(_) => Failure::Throttled,
+            DescribeStreamSummaryError::ResourceNotFoundException(_) => Failure::NotFound,
+            _ => return None,
+        })
+    }
+}
+
 /// Classify an SDK error by its modeled variant, then its error code (for
 /// errors the model does not list, like `LimitExceededException` on
 /// `GetRecords`), then its HTTP status.
@@ -103,6 +170,7 @@ where
         ) => return Failure::Throttled,
         Some("ExpiredIteratorException") => return Failure::ExpiredIterator,
         Some("ResourceNotFoundException") => return Failure::NotFound,
+        Some("ResourceInUseException") => return Failure::InUse,
         Some("InternalFailureException" | "ServiceUnavailable" | "ServiceUnavailableException") => {
             return Failure::Unavailable;
         }
@@ -140,7 +208,7 @@ where
             service: SERVICE,
             source: Some(source),
         },
-        Failure::Unavailable => Error::Unavailable {
+        Failure::Unavailable | Failure::InUse => Error::Unavailable {
             service: SERVICE,
             source: Some(source),
         },

@@ -16,13 +16,17 @@
 //! [`endpoint_url`](KinesisSourceBuilder::endpoint_url) overrides it, so
 //! the same code runs against AWS and local emulators.
 //!
-//! Not here yet: enhanced fan-out (`SubscribeToShard`).
+//! Enhanced fan-out (`RegisterStreamConsumer` + `SubscribeToShard`) is
+//! [`FanOutSource`], made from a polling source with
+//! [`KinesisSource::fan_out`]; see the [`fanout`] module.
 
 mod config;
 mod error;
+pub mod fanout;
 mod reader;
 mod source;
 
 pub use config::{KinesisSourceBuilder, MAX_RECORDS_LIMIT, PollingSettings};
+pub use fanout::{FanOutReader, FanOutSettings, FanOutSource, FanOutSourceBuilder};
 pub use reader::PollingReader;
 pub use source::KinesisSource;

@@ -206,7 +206,7 @@ impl ShardReader for PollingReader {
     }
 }
 
-fn convert(r: &aws_sdk_kinesis::types::Record) -> Result<Record> {
+pub(crate) fn convert(r: &aws_sdk_kinesis::types::Record) -> Result<Record> {
     let sequence_number: SequenceNumber = r.sequence_number().parse().map_err(|e| {
         Error::generic(
             "kinesis",
