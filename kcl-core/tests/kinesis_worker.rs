@@ -2,7 +2,8 @@
 //! a real Kinesis emulator, through `KinesisSource`: a split and a merge
 //! mid-run, a worker stopped mid-run (its shards move), and the initial
 //! positions LATEST and AT_TIMESTAMP. Run against ferrokinesis in-process
-//! and, when `KCL_TEST_KINESIS_ENDPOINT` is set, kinesis-mock.
+//! and, when `KCL_TEST_KINESIS_ENDPOINT` is set, kinesis-mock; each by
+//! polling and by enhanced fan-out.
 #![cfg(all(feature = "kinesis", feature = "testkit"))]
 
 #[path = "kinesis_embedded/mod.rs"]
@@ -20,6 +21,7 @@ use kcl_core::testkit::engine::Recorder;
 use kcl_core::testkit::server_from_env;
 use kcl_core::{ExtendedSequenceNumber, InitialPosition, LeaseStore, Worker};
 use kcl_store_memory::MemoryStore;
+use support::Mode;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -29,18 +31,35 @@ struct Fleet {
     workers: BTreeMap<String, (CancellationToken, JoinHandle<kcl_core::Result<()>>)>,
 }
 
-async fn fast_source(endpoint: &str, stream: &str) -> Arc<KinesisSource> {
-    Arc::new(
-        KinesisSource::builder()
-            .stream(stream)
-            .client(support::client(endpoint))
-            .min_call_interval(Duration::from_millis(20))
-            .idle_time(Duration::from_millis(100))
-            .retry_delays(Duration::from_millis(20), Duration::from_millis(500))
-            .build()
-            .await
-            .unwrap(),
-    )
+async fn fast_source(endpoint: &str, stream: &str, mode: Mode, app: &str) -> Arc<dyn ShardSource> {
+    let polling = KinesisSource::builder()
+        .stream(stream)
+        .client(support::client(endpoint))
+        .min_call_interval(Duration::from_millis(20))
+        .idle_time(Duration::from_millis(100))
+        .retry_delays(Duration::from_millis(20), Duration::from_millis(500))
+        .build()
+        .await
+        .unwrap();
+    match mode {
+        Mode::Polling => Arc::new(polling),
+        // Each worker builds its own: the first registers the consumer
+        // named after the application, the others reuse it.
+        Mode::FanOut => Arc::new(
+            polling
+                .fan_out()
+                .application(app)
+                .describe_interval(Duration::from_millis(50))
+                .subscribe_timeout(Duration::from_secs(5))
+                .event_timeout(Duration::from_secs(5))
+                .retry_delays(Duration::from_millis(20), Duration::from_millis(500))
+                .max_retries(200)
+                .closed_check_interval(Duration::from_millis(300))
+                .build()
+                .await
+                .unwrap(),
+        ),
+    }
 }
 
 impl Fleet {
@@ -57,7 +76,7 @@ impl Fleet {
         }
     }
 
-    fn start(&mut self, id: &str, source: Arc<KinesisSource>, initial: InitialPosition) {
+    fn start(&mut self, id: &str, source: Arc<dyn ShardSource>, initial: InitialPosition) {
         let worker = Worker::builder()
             .worker_id(id)
             .lease_store(self.store.clone())
@@ -132,15 +151,17 @@ fn tags(tag: &str, n: usize) -> BTreeSet<String> {
 /// Three workers, 4 shards; a split and a merge while they run; one worker
 /// stopped gracefully mid-run. Every record is processed, none twice, each
 /// shard in order, and every child only after its parents' last records.
-async fn fleet_drains_through_split_merge_and_stop(endpoint: &str) {
+async fn fleet_drains_through_split_merge_and_stop(endpoint: &str, mode: Mode) {
     let stream = support::unique_stream("fleet");
     let c = support::client(endpoint);
     support::create_stream(&c, &stream, 4).await;
     support::put(&c, &stream, "one", 120).await;
-    let source = fast_source(endpoint, &stream).await;
+    let app = support::unique_stream("app");
+    let source = fast_source(endpoint, &stream, mode, &app).await;
     let mut fleet = Fleet::new();
     for id in ["a", "b", "c"] {
-        fleet.start(id, source.clone(), InitialPosition::TrimHorizon);
+        let source = fast_source(endpoint, &stream, mode, &app).await;
+        fleet.start(id, source, InitialPosition::TrimHorizon);
     }
     let mut want = tags("one", 120);
     fleet.wait_for(&want, Duration::from_secs(30)).await;
@@ -265,7 +286,7 @@ async fn fleet_drains_through_split_merge_and_stop(endpoint: &str) {
 
 /// LATEST: records put before the fleet took its leases are skipped;
 /// AT_TIMESTAMP: records from the time on are delivered.
-async fn initial_positions(endpoint: &str) {
+async fn initial_positions(endpoint: &str, mode: Mode) {
     let stream = support::unique_stream("initial");
     let c = support::client(endpoint);
     support::create_stream(&c, &stream, 2).await;
@@ -274,14 +295,16 @@ async fn initial_positions(endpoint: &str) {
     let cut = SystemTime::now();
     tokio::time::sleep(Duration::from_millis(1100)).await;
     support::put(&c, &stream, "mid", 40).await;
-    let source = fast_source(endpoint, &stream).await;
+    // Two applications: two consumers under fan-out.
+    let latest_source = fast_source(endpoint, &stream, mode, &support::unique_stream("l")).await;
+    let at_source = fast_source(endpoint, &stream, mode, &support::unique_stream("t")).await;
 
     let mut latest = Fleet::new();
-    latest.start("l1", source.clone(), InitialPosition::Latest);
-    latest.start("l2", source.clone(), InitialPosition::Latest);
+    latest.start("l1", latest_source.clone(), InitialPosition::Latest);
+    latest.start("l2", latest_source, InitialPosition::Latest);
     let mut at = Fleet::new();
-    at.start("t1", source.clone(), InitialPosition::AtTimestamp(cut));
-    at.start("t2", source.clone(), InitialPosition::AtTimestamp(cut));
+    at.start("t1", at_source.clone(), InitialPosition::AtTimestamp(cut));
+    at.start("t2", at_source, InitialPosition::AtTimestamp(cut));
     // Wait until each fleet holds both leases and its readers are open
     // (a first empty poll), then put new records.
     let start = Instant::now();
@@ -315,13 +338,13 @@ async fn initial_positions(endpoint: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ferrokinesis_fleet_drains_through_split_merge_and_stop() {
     let s = embedded::start(embedded::fast_options()).await.unwrap();
-    fleet_drains_through_split_merge_and_stop(&s.endpoint).await;
+    fleet_drains_through_split_merge_and_stop(&s.endpoint, Mode::Polling).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ferrokinesis_initial_positions() {
     let s = embedded::start(embedded::fast_options()).await.unwrap();
-    initial_positions(&s.endpoint).await;
+    initial_positions(&s.endpoint, Mode::Polling).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -329,7 +352,7 @@ async fn kinesis_mock_fleet_drains_through_split_merge_and_stop() {
     let Some(endpoint) = server_from_env("KCL_TEST_KINESIS_ENDPOINT") else {
         return;
     };
-    fleet_drains_through_split_merge_and_stop(&endpoint).await;
+    fleet_drains_through_split_merge_and_stop(&endpoint, Mode::Polling).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -337,5 +360,35 @@ async fn kinesis_mock_initial_positions() {
     let Some(endpoint) = server_from_env("KCL_TEST_KINESIS_ENDPOINT") else {
         return;
     };
-    initial_positions(&endpoint).await;
+    initial_positions(&endpoint, Mode::Polling).await;
+}
+
+// The same fleet under enhanced fan-out.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ferrokinesis_fan_out_fleet_drains_through_split_merge_and_stop() {
+    let s = embedded::start(embedded::fast_options()).await.unwrap();
+    fleet_drains_through_split_merge_and_stop(&s.endpoint, Mode::FanOut).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ferrokinesis_fan_out_initial_positions() {
+    let s = embedded::start(embedded::fast_options()).await.unwrap();
+    initial_positions(&s.endpoint, Mode::FanOut).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kinesis_mock_fan_out_fleet_drains_through_split_merge_and_stop() {
+    let Some(endpoint) = server_from_env("KCL_TEST_KINESIS_ENDPOINT") else {
+        return;
+    };
+    fleet_drains_through_split_merge_and_stop(&endpoint, Mode::FanOut).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kinesis_mock_fan_out_initial_positions() {
+    let Some(endpoint) = server_from_env("KCL_TEST_KINESIS_ENDPOINT") else {
+        return;
+    };
+    initial_positions(&endpoint, Mode::FanOut).await;
 }
