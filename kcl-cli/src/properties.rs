@@ -103,6 +103,7 @@ const NO_EFFECT: &[&str] = &[
     "maxLeaseRenewalThreads",
     "billingMode",
     "logWarningForTaskAfterMillis",
+    "processingLanguage",
 ];
 
 /// The settings of one `kcl multilang` run.
@@ -149,6 +150,9 @@ pub struct MultiLangProperties {
     pub child_exit_wait: Duration,
     /// `leaseStoreUrl` (ours).
     pub lease_store_url: Option<String>,
+    /// `cleanupLeasesUponShardCompletion` (read as written, even `false`
+    /// over the `true` default; the engine keeps ended shards' leases).
+    pub cleanup_leases_upon_shard_completion: bool,
 }
 
 impl MultiLangProperties {
@@ -197,7 +201,7 @@ impl MultiLangProperties {
                 "callProcessRecordsEvenForEmptyRecordList=true is not honoured: the engine never delivers empty batches"
             );
         }
-        let _cleanup = boolean("cleanupLeasesUponShardCompletion", true)?;
+        let cleanup = boolean("cleanupLeasesUponShardCompletion", true)?;
         if get("maxLeasesForWorker").is_some() {
             tracing::warn!("maxLeasesForWorker is not enforced by kcl multilang");
         }
@@ -263,6 +267,7 @@ impl MultiLangProperties {
             action_timeout,
             child_exit_wait: millis("childExitWaitMillis", 10_000)?,
             lease_store_url: get("leaseStoreUrl").map(String::from),
+            cleanup_leases_upon_shard_completion: cleanup,
         })
     }
 }

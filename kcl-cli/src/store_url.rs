@@ -1,9 +1,12 @@
 //! Pick the lease store by URL scheme: the one place the binary chooses a
-//! backend. Each scheme needs its cargo feature (all on by default).
+//! backend, on top of each store's `from_url` (see their docs for the
+//! options a URL may carry). Each scheme needs its cargo feature (all on by
+//! default). The properties' `applicationName` is the namespace unless the
+//! URL sets `application=` itself.
 //!
 //! | URL | store | feature |
 //! |---|---|---|
-//! | `dynamodb://[table]` | DynamoDB (Java-compatible lease table; default table: the application name) | `dynamodb` |
+//! | `dynamodb://[table][?region=…&endpoint=…]` | DynamoDB (Java-compatible lease table; default table: `tableName`, else the application name) | `dynamodb` |
 //! | `redis://…`, `rediss://…` | Redis | `redis` |
 //! | `postgres://…`, `postgresql://…` | Postgres | `postgres` |
 //! | `memory://` | in-process memory (one process only) | `memory` |
@@ -33,7 +36,7 @@ pub async fn lease_store_from_url(
         "dynamodb" => dynamodb(url, application, dynamo).await,
         "redis" | "rediss" => redis(url, application).await,
         "postgres" | "postgresql" => postgres(url, application).await,
-        "memory" => memory(application),
+        "memory" => memory(url, application),
         _ => Err(Error::Config(format!(
             "lease store URL {} has no known scheme (dynamodb://, redis://, rediss://, postgres://, postgresql://, memory://)",
             redact(url)
@@ -41,20 +44,22 @@ pub async fn lease_store_from_url(
     }
 }
 
-/// The URL with any password replaced by `***`, for logs and errors.
+/// The URL with any password hidden, for logs and errors.
 pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{scheme}://{user}:***@{host}{}", &rest[authority_end..])
-        }
-        None => url.to_string(),
-    }
+    kcl_core::store_url::redact_url(url)
+}
+
+/// Whether the URL sets the application itself (then it wins over the
+/// properties' `applicationName`).
+#[cfg(any(
+    feature = "dynamodb",
+    feature = "redis",
+    feature = "postgres",
+    feature = "memory"
+))]
+fn names_application(url: &str) -> bool {
+    url.split_once('?')
+        .is_some_and(|(_, query)| query.split('&').any(|kv| kv.starts_with("application=")))
 }
 
 #[cfg(not(all(
@@ -76,16 +81,18 @@ async fn dynamodb(
     application: &str,
     dynamo: DynamoSettings,
 ) -> Result<Arc<dyn LeaseStore>> {
-    let rest = url.trim_start_matches("dynamodb://");
-    let table = rest.split(['?', '/']).next().unwrap_or_default();
-    let mut b = kcl_store_dynamo::DynamoStore::builder().application(application);
+    let mut b = kcl_store_dynamo::DynamoStoreBuilder::from_url(url)?;
+    if !names_application(url) {
+        b = b.application(application);
+    }
     if let Some(client) = dynamo.client {
         b = b.client(client);
     }
-    if !table.is_empty() {
-        b = b.table_name(table);
-    } else if let Some(table) = dynamo.default_table {
-        b = b.table_name(table);
+    let table = kcl_core::store_url::StoreUrl::parse(url)?.host()?;
+    if table.is_empty()
+        && let Some(default) = dynamo.default_table
+    {
+        b = b.table_name(default);
     }
     Ok(Arc::new(b.build().await?))
 }
@@ -97,12 +104,11 @@ async fn dynamodb(url: &str, _: &str, _: DynamoSettings) -> Result<Arc<dyn Lease
 
 #[cfg(feature = "redis")]
 async fn redis(url: &str, application: &str) -> Result<Arc<dyn LeaseStore>> {
-    let store = kcl_store_redis::RedisStore::builder()
-        .url(url)
-        .application(application)
-        .build()
-        .await?;
-    Ok(Arc::new(store))
+    let mut b = kcl_store_redis::RedisStoreBuilder::from_url(url)?;
+    if !names_application(url) {
+        b = b.application(application);
+    }
+    Ok(Arc::new(b.build().await?))
 }
 
 #[cfg(not(feature = "redis"))]
@@ -112,12 +118,11 @@ async fn redis(url: &str, _: &str) -> Result<Arc<dyn LeaseStore>> {
 
 #[cfg(feature = "postgres")]
 async fn postgres(url: &str, application: &str) -> Result<Arc<dyn LeaseStore>> {
-    let store = kcl_store_postgres::PostgresStore::builder()
-        .url(url)
-        .application(application)
-        .build()
-        .await?;
-    Ok(Arc::new(store))
+    let mut b = kcl_store_postgres::PostgresStoreBuilder::from_url(url)?;
+    if !names_application(url) {
+        b = b.application(application);
+    }
+    Ok(Arc::new(b.build().await?))
 }
 
 #[cfg(not(feature = "postgres"))]
@@ -126,15 +131,15 @@ async fn postgres(url: &str, _: &str) -> Result<Arc<dyn LeaseStore>> {
 }
 
 #[cfg(feature = "memory")]
-fn memory(application: &str) -> Result<Arc<dyn LeaseStore>> {
-    Ok(Arc::new(
-        kcl_store_memory::MemoryStore::builder()
-            .application(application)
-            .build()?,
-    ))
+fn memory(url: &str, application: &str) -> Result<Arc<dyn LeaseStore>> {
+    let mut b = kcl_store_memory::MemoryStoreBuilder::from_url(url)?;
+    if !names_application(url) {
+        b = b.application(application);
+    }
+    Ok(Arc::new(b.build()?))
 }
 
 #[cfg(not(feature = "memory"))]
-fn memory(_: &str) -> Result<Arc<dyn LeaseStore>> {
-    Err(missing("memory", "memory://"))
+fn memory(url: &str, _: &str) -> Result<Arc<dyn LeaseStore>> {
+    Err(missing("memory", url))
 }

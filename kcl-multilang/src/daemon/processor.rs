@@ -328,8 +328,8 @@ async fn checkpoint(
     sub: Option<i64>,
 ) -> Option<CheckpointError> {
     let cp = match (mode, cp) {
-        (Checkpoints::Refused, _) | (_, None) => return Some(CheckpointError::InvalidState),
         (Checkpoints::LeaseGone, _) => return Some(CheckpointError::Shutdown),
+        (Checkpoints::Refused, _) | (_, None) => return Some(CheckpointError::InvalidState),
         (_, Some(cp)) => cp,
     };
     let result = match sequence {
