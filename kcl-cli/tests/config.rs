@@ -4,7 +4,6 @@ use std::time::{Duration, SystemTime};
 
 use kcl_cli::credentials::{self, CredentialsSpec};
 use kcl_cli::properties::{MultiLangProperties, parse_properties};
-use kcl_cli::store_url::{DynamoSettings, lease_store_from_url};
 use kcl_core::InitialPosition;
 
 /// kclpy 3.2.0's own samples/sample.properties, as shipped.
@@ -200,6 +199,7 @@ fn credentials_are_mapped_or_refused() {
 #[cfg(all(feature = "memory", feature = "redis"))]
 #[tokio::test]
 async fn store_by_url() {
+    use kcl_cli::store_url::{DynamoSettings, lease_store_from_url};
     let store = lease_store_from_url("memory://", "app-one", DynamoSettings::default())
         .await
         .unwrap();
