@@ -73,6 +73,12 @@ pub enum Error {
     #[error("invalid checkpoint: {0}")]
     InvalidCheckpoint(String),
 
+    /// A processor failed under
+    /// [`ProcessorErrorPolicy::Stop`](crate::processor::ProcessorErrorPolicy::Stop):
+    /// the worker stopped; this is the processor's error.
+    #[error("processor failed: {0}")]
+    Processor(#[source] BoxError),
+
     /// Any other backend failure, not retryable as such.
     #[error("{store} error: {source}")]
     Generic {

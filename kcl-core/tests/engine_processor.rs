@@ -445,7 +445,9 @@ fn invalid_configuration_is_refused_with_a_clear_error() {
         .unwrap();
     assert_eq!(worker.config().renew_interval, Duration::from_secs(10));
     assert_eq!(worker.config().take_interval, Duration::from_secs(15));
-    assert_eq!(worker.config().handoff_timeout, Duration::from_secs(30));
+    // Java's forced hand-off wait: 30 s plus a lease duration (issue 11,
+    // path 9; it was one lease duration).
+    assert_eq!(worker.config().handoff_timeout, Duration::from_secs(60));
 }
 
 /// Commits checkpoints itself (as inside its own database transaction),

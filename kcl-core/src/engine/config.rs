@@ -49,7 +49,8 @@ pub struct WorkerConfig {
     /// `list_workers` per interval per worker on the store.
     pub scan_interval: Duration,
     /// How long a requested hand-off may take before the requester takes
-    /// the lease by force. Default one lease duration.
+    /// the lease by force. Default 30 s plus one lease duration (Java's);
+    /// must be longer than `renew_interval`.
     pub handoff_timeout: Duration,
     /// How often shards are listed to create leases for new ones. Default
     /// 60 s. Consumers also create their children's leases as soon as a
@@ -66,7 +67,7 @@ pub struct WorkerConfig {
     /// most. Default 32 MiB.
     pub prefetch_max_bytes: usize,
     /// How long a graceful shutdown waits for processors to checkpoint and
-    /// leases to be released. Default 10 s.
+    /// leases to be released. Default 10 s; must be greater than zero.
     pub shutdown_grace: Duration,
     /// Where shards without checkpoint and without leased ancestor start.
     pub initial_position: InitialPosition,
@@ -94,7 +95,7 @@ impl WorkerConfig {
             renew_interval: lease_duration / 3,
             take_interval: lease_duration / 2,
             scan_interval: Duration::from_millis(500),
-            handoff_timeout: lease_duration,
+            handoff_timeout: default_handoff_timeout(lease_duration),
             shard_sync_interval: Duration::from_secs(60),
             parent_poll_interval: Duration::from_millis(500),
             max_records: 10_000,
@@ -120,11 +121,31 @@ impl WorkerConfig {
             ("shard_sync_interval", self.shard_sync_interval),
             ("parent_poll_interval", self.parent_poll_interval),
             ("retry_min_delay", self.retry_min_delay),
+            ("shutdown_grace", self.shutdown_grace),
         ];
         for (name, value) in positive {
             if value.is_zero() {
                 return Err(Error::Config(format!("{name} must be greater than zero")));
             }
+        }
+        // Deadlines are computed as `now + duration`: bound every duration
+        // so that can never overflow the clock.
+        for (name, value) in positive
+            .into_iter()
+            .chain([("retry_max_delay", self.retry_max_delay)])
+        {
+            if value > MAX_DURATION {
+                return Err(Error::Config(format!(
+                    "{name} ({value:?}) must be at most {MAX_DURATION:?}"
+                )));
+            }
+        }
+        if self.handoff_timeout <= self.renew_interval {
+            return Err(Error::Config(format!(
+                "handoff_timeout ({:?}) must be longer than renew_interval ({:?}), \
+                 or every hand-off is forced before its owner can see it",
+                self.handoff_timeout, self.renew_interval
+            )));
         }
         if self.renew_interval >= self.lease_duration {
             return Err(Error::Config(format!(
@@ -158,6 +179,15 @@ impl WorkerConfig {
     }
 }
 
+/// The longest duration any setting accepts (a year).
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Java's forced hand-off wait: 30 s plus a lease duration, so a live
+/// owner mid-batch has time to finish, checkpoint and release.
+fn default_handoff_timeout(lease_duration: Duration) -> Duration {
+    lease_duration.saturating_add(Duration::from_secs(30))
+}
+
 impl Default for WorkerConfig {
     fn default() -> Self {
         WorkerConfig::new()
@@ -181,7 +211,7 @@ fn default_worker_id() -> WorkerId {
 /// and a processor (factory or closure), then [`build`](Self::build).
 ///
 /// Durations left unset follow `lease_duration` (renew = lease / 3, take =
-/// lease / 2, hand-off timeout = lease).
+/// lease / 2, hand-off timeout = lease + 30 s).
 pub struct WorkerBuilder<F> {
     config: WorkerConfig,
     worker_id: Option<String>,
@@ -292,7 +322,7 @@ impl<F> WorkerBuilder<F> {
             self.config.take_interval = value / 2;
         }
         if !self.handoff_set {
-            self.config.handoff_timeout = value;
+            self.config.handoff_timeout = default_handoff_timeout(value);
         }
         self
     }
@@ -311,7 +341,7 @@ impl<F> WorkerBuilder<F> {
         self
     }
 
-    /// Hand-off timeout before a forced take (default one lease duration).
+    /// Hand-off timeout before a forced take (default lease duration + 30 s).
     pub fn handoff_timeout(mut self, value: Duration) -> Self {
         self.config.handoff_timeout = value;
         self.handoff_set = true;

@@ -23,3 +23,6 @@ pub const CHECKPOINT_SECONDS: &str = "kcl_checkpoint_seconds";
 pub const PROCESSOR_ERRORS: &str = "kcl_processor_errors_total";
 /// Counter: panics caught in a processor (`shard`).
 pub const PROCESSOR_PANICS: &str = "kcl_processor_panics_total";
+/// Counter: times a shard's consumer failed (a panic) and the shard backs
+/// off before this worker takes it again (`shard`).
+pub const SHARD_BACKOFFS: &str = "kcl_shard_backoffs_total";

@@ -44,6 +44,8 @@
 
 pub(crate) mod config;
 mod consumer;
+mod coordinator;
+mod executor;
 pub mod metric;
 mod prefetch;
 mod renewer;

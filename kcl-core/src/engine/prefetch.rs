@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::time::Instant;
 
+use crate::error::Error;
 use crate::ids::{HashKeyRange, ShardId};
 use crate::kpl::{deaggregate_into, is_aggregate_framing};
 use crate::retrieval::{ChildShard, Record, ShardSource, StartingPosition};
@@ -73,6 +74,10 @@ async fn run(mut spec: PrefetchSpec, tx: mpsc::Sender<Prefetched>) {
         {
             Ok(reader) => reader,
             Err(e) => {
+                if matches!(e, Error::NotFound { .. }) && shard_is_gone(&spec).await {
+                    end_of_vanished_shard(&spec, &tx).await;
+                    return;
+                }
                 tracing::warn!(shard = %spec.shard_id, error = %e, retry_in = ?delay, "opening the shard reader failed");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(spec.retry_max_delay);
@@ -84,6 +89,10 @@ async fn run(mut spec: PrefetchSpec, tx: mpsc::Sender<Prefetched>) {
             let batch = match reader.next_batch().await {
                 Ok(batch) => batch,
                 Err(e) => {
+                    if matches!(e, Error::NotFound { .. }) && shard_is_gone(&spec).await {
+                        end_of_vanished_shard(&spec, &tx).await;
+                        return;
+                    }
                     if e.is_retryable() {
                         tracing::warn!(shard = %spec.shard_id, error = %e, retry_in = ?delay, "reading the shard failed; reopening");
                     } else {
@@ -167,6 +176,38 @@ async fn run(mut spec: PrefetchSpec, tx: mpsc::Sender<Prefetched>) {
             }
         }
     }
+}
+
+/// Whether a shard the stream reported missing (ResourceNotFound after a
+/// long outage or past retention) is really gone: the stream lists, and
+/// not this shard, or lists it closed. A stream that cannot be listed (it
+/// may be gone itself) is not taken as the shard's end.
+async fn shard_is_gone(spec: &PrefetchSpec) -> bool {
+    match spec.source.list_shards().await {
+        Ok(shards) => shards
+            .iter()
+            .find(|s| s.shard_id == spec.shard_id)
+            .is_none_or(|s| s.is_closed()),
+        Err(e) => {
+            tracing::warn!(shard = %spec.shard_id, error = %e, "listing shards to check a missing shard failed");
+            false
+        }
+    }
+}
+
+/// Report a vanished shard as ended, with no records; the consumer learns
+/// its children from the listing.
+async fn end_of_vanished_shard(spec: &PrefetchSpec, tx: &mpsc::Sender<Prefetched>) {
+    tracing::warn!(shard = %spec.shard_id, "the shard no longer exists; treating it as ended");
+    let _ = tx
+        .send(Prefetched {
+            records: Vec::new(),
+            shard_end: Some(Vec::new()),
+            millis_behind_latest: None,
+            _records_permit: None,
+            _bytes_permit: None,
+        })
+        .await;
 }
 
 /// The bytes a record holds against the prefetch bound.

@@ -33,8 +33,11 @@ pub(crate) async fn sync_shards(
     source: &Arc<dyn ShardSource>,
     initial: InitialPosition,
 ) -> Result<usize> {
-    let shards = source.list_shards().await?;
+    // Leases first: a finished parent deleted after this listing has
+    // children that were leased before it, and the shard listing below
+    // (taken later) shows them, so the parent is never re-created.
     let leases = retry_store(|| store.list_leases()).await?;
+    let shards = source.list_shards().await?;
     let leased: HashSet<ShardId> = leases.into_iter().map(|l| l.shard_id).collect();
     let mut created = 0;
     for lease in leases_to_create(&shards, &leased, initial) {
@@ -64,6 +67,8 @@ pub(crate) fn leases_to_create(
         InitialPosition::Latest => ExtendedSequenceNumber::Latest,
         InitialPosition::AtTimestamp(_) => ExtendedSequenceNumber::AtTimestamp,
     };
+    let listed: HashSet<&ShardId> = shards.iter().map(|s| &s.shard_id).collect();
+    let mut created: HashSet<ShardId> = HashSet::new();
     let mut out = Vec::new();
     for shard in ordered {
         let id = &shard.shard_id;
@@ -73,14 +78,33 @@ pub(crate) fn leases_to_create(
         if has_leased_descendant(id, &children, leased, &mut HashMap::new()) {
             continue;
         }
-        let descendant = shard.parents().any(|p| leased.contains(p));
-        let checkpoint = if descendant {
+        let known = |p: &ShardId| leased.contains(p) || created.contains(p);
+        let descendant = shard.parents().any(known);
+        // A merge whose other parent is listed but has no lease (a lagging
+        // split parent): defer the child, as Java does, or its records
+        // would come before that parent's.
+        if descendant && shard.parents().any(|p| listed.contains(p) && !known(p)) {
+            tracing::debug!(shard = %id, "deferring a child until all its parents have leases");
+            continue;
+        }
+        // The other parent of a leased shard's child is read whole, so
+        // the child can start after both.
+        let co_parent = children.get(id).is_some_and(|cs| {
+            cs.iter().any(|c| {
+                shards
+                    .iter()
+                    .find(|s| &s.shard_id == *c)
+                    .is_some_and(|child| child.parents().any(|p| p != id && known(p)))
+            })
+        });
+        let checkpoint = if descendant || co_parent {
             ExtendedSequenceNumber::TrimHorizon
         } else if initial == InitialPosition::Latest && shard.is_closed() {
             continue;
         } else {
             start.clone()
         };
+        created.insert(id.clone());
         out.push(
             Lease::new(id.clone(), checkpoint)
                 .with_parents(shard.parents().cloned())
@@ -228,6 +252,27 @@ mod tests {
             vec![
                 ("3".to_string(), ExtendedSequenceNumber::TrimHorizon),
                 ("4".to_string(), ExtendedSequenceNumber::TrimHorizon)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_merge_child_waits_for_a_lease_of_its_other_parent() {
+        // 0 and 1 merged into 2; only 0 is leased, 1 is listed, open
+        // ancestry lagging: 1 gets a lease first (from TRIM_HORIZON), then
+        // 2 in the same pass, never 2 alone.
+        let shards = vec![
+            shard(0, &[], true),
+            shard(1, &[], true),
+            shard(2, &[0, 1], false),
+        ];
+        let leased: HashSet<ShardId> = [shards[0].shard_id.clone()].into();
+        let got = ids(&leases_to_create(&shards, &leased, InitialPosition::Latest));
+        assert_eq!(
+            got,
+            vec![
+                ("1".to_string(), ExtendedSequenceNumber::TrimHorizon),
+                ("2".to_string(), ExtendedSequenceNumber::TrimHorizon)
             ]
         );
     }

@@ -273,10 +273,7 @@ impl<F: ProcessorFactory> SingleConsumer<F> {
             tasks.abort_all();
         }
         match fatal {
-            Some(e) => Err(Error::Generic {
-                store: "processor",
-                source: e,
-            }),
+            Some(e) => Err(Error::Processor(e)),
             None => Ok(()),
         }
     }

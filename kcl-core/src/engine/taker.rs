@@ -1,21 +1,25 @@
-//! The lease taker: picks up free, expired and handed-over leases every
-//! scan, balances the fleet by hand-offs at most every take interval, and
-//! deletes finished leases whose children have started.
+//! The lease taker, as a pure planner: from a listing of leases and
+//! heartbeats (and what it remembers of earlier listings) it decides what
+//! to take, whom to ask for a hand-off, which overdue hand-off to force and
+//! which finished leases to delete. [`execute`](super::executor::execute) does the
+//! store calls; [`Worker::run`](super::Worker::run) starts the consumers.
+//!
+//! Expiry never compares clocks across hosts: a lease is expired once its
+//! `(counter, generation)` pair has not changed for a lease duration on
+//! this worker's own monotonic clock, and a worker is live while its
+//! heartbeat counter moves the same way.
 
 use std::collections::{HashMap, HashSet};
+use std::time::Duration;
 
-use rand::seq::SliceRandom;
 use tokio::time::Instant;
 
-use crate::error::Result;
 use crate::ids::{ShardId, WorkerId};
-use crate::lease::Lease;
-use crate::processor::ProcessorFactory;
-
-use super::metric;
-use super::worker::Engine;
+use crate::lease::{Lease, WorkerHeartbeat};
+use crate::sequence::ExtendedSequenceNumber;
 
 /// A `(counter, generation)` pair and when this worker first saw it.
+#[derive(Debug)]
 struct Seen {
     counter: u64,
     generation: u64,
@@ -23,14 +27,16 @@ struct Seen {
 }
 
 /// A hand-off this worker asked for.
-struct Pending {
+#[derive(Debug)]
+pub(crate) struct Pending {
     owner: Option<WorkerId>,
     generation: u64,
     since: Instant,
 }
 
-#[derive(Default)]
-struct Taker {
+/// What the taker remembers between rounds. Owned by the worker's loop.
+#[derive(Debug, Default)]
+pub(crate) struct Memory {
     leases: HashMap<ShardId, Seen>,
     workers: HashMap<WorkerId, (u64, Instant)>,
     available_since: HashMap<ShardId, Instant>,
@@ -38,269 +44,314 @@ struct Taker {
     last_balance: Option<Instant>,
 }
 
-pub(crate) async fn run<F: ProcessorFactory>(engine: &Engine<F>) {
-    let mut taker = Taker::default();
-    let mut tick = tokio::time::interval(engine.config().scan_interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        if let Err(e) = taker.scan(engine).await {
-            tracing::warn!(error = %e, "lease scan failed");
-        }
+impl Memory {
+    /// Remember a hand-off request that the store accepted.
+    pub(crate) fn requested(&mut self, lease: &Lease, now: Instant) {
+        self.pending.insert(
+            lease.shard_id.clone(),
+            Pending {
+                owner: lease.owner.clone(),
+                generation: lease.generation,
+                since: now,
+            },
+        );
+    }
+
+    /// Forget a lease's waiting time after this worker took it.
+    pub(crate) fn taken(&mut self, shard_id: &ShardId) {
+        self.available_since.remove(shard_id);
+        self.pending.remove(shard_id);
+    }
+
+    /// Hand-offs this worker is waiting for.
+    #[cfg(test)]
+    pub(crate) fn pending(&self) -> usize {
+        self.pending.len()
     }
 }
 
-impl Taker {
-    async fn scan<F: ProcessorFactory>(&mut self, engine: &Engine<F>) -> Result<()> {
-        // Reap first: a consumer that ended released its lease before it
-        // ended, so the listing below cannot show it as ours any more.
-        engine.reap();
-        let config = engine.config();
-        let me = &engine.me;
-        let leases = engine.store.list_leases().await?;
-        let workers = engine.store.list_workers().await?;
-        let now = Instant::now();
-        let lease_duration = config.lease_duration;
+/// The taker's settings (from the worker's configuration).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Settings {
+    pub(crate) lease_duration: Duration,
+    pub(crate) scan_interval: Duration,
+    pub(crate) take_interval: Duration,
+    pub(crate) handoff_timeout: Duration,
+}
 
-        for lease in &leases {
-            let seen = self.leases.entry(lease.shard_id.clone()).or_insert(Seen {
+/// One listing, as the planner sees it.
+#[derive(Debug)]
+pub(crate) struct View<'a> {
+    pub(crate) me: &'a WorkerId,
+    pub(crate) leases: &'a [Lease],
+    pub(crate) workers: &'a [WorkerHeartbeat],
+    /// Shards this worker has a consumer for (running or still ending):
+    /// never taken again until that consumer is gone, so one shard never
+    /// has two consumers here.
+    pub(crate) busy: &'a HashSet<ShardId>,
+    /// Shards backing off after a failure on this worker: not taken yet.
+    pub(crate) cooling: &'a HashSet<ShardId>,
+    pub(crate) now: Instant,
+}
+
+/// What to do this round.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Plan {
+    /// Leases to take with `take_lease` (the snapshot is the CAS's
+    /// `observed`): free ones, expired ones, and ones listed as this
+    /// worker's with no consumer here (re-taken so the generation moves
+    /// and a second process with the same id is fenced out).
+    pub(crate) take: Vec<Lease>,
+    /// Leases to ask their live owner for (`request_handoff`).
+    pub(crate) request_handoff: Vec<Lease>,
+    /// Hand-offs asked for and not done within the hand-off timeout: take
+    /// them anyway.
+    pub(crate) force: Vec<Lease>,
+    /// Finished leases no longer needed.
+    pub(crate) delete: Vec<ShardId>,
+    /// Heartbeats of workers dead for three lease durations.
+    pub(crate) remove_workers: Vec<WorkerId>,
+}
+
+/// Plan one round. Deterministic: the same memory and view give the same
+/// plan.
+pub(crate) fn plan(memory: &mut Memory, settings: &Settings, view: &View<'_>) -> Plan {
+    let now = view.now;
+    let me = view.me;
+    let mut out = Plan::default();
+    remember_leases(memory, view.leases, now);
+    let live = remember_workers(memory, settings, view, &mut out);
+
+    out.delete = finished_and_unneeded(view.leases);
+    let unfinished: Vec<&Lease> = view.leases.iter().filter(|l| !l.is_finished()).collect();
+    let startable =
+        |l: &Lease| !view.busy.contains(&l.shard_id) && !view.cooling.contains(&l.shard_id);
+
+    // Leases listed as ours with no consumer here: handed to us, or left
+    // over from an earlier consumer (or another process with our id).
+    let mut planned: HashSet<&ShardId> = HashSet::new();
+    for lease in &unfinished {
+        if lease.is_owned_by(me) && startable(lease) {
+            out.take.push((*lease).clone());
+            planned.insert(&lease.shard_id);
+        }
+    }
+
+    // Hand-offs asked for: done, moot, or overdue (then forced).
+    let by_id: HashMap<&ShardId, &Lease> = view.leases.iter().map(|l| (&l.shard_id, l)).collect();
+    let mut overdue = Vec::new();
+    memory.pending.retain(|id, p| match by_id.get(id) {
+        Some(l) if l.owner == p.owner && l.generation == p.generation && !l.is_finished() => {
+            if now.duration_since(p.since) >= settings.handoff_timeout {
+                overdue.push(*l);
+                false
+            } else {
+                true
+            }
+        }
+        _ => false,
+    });
+    for lease in overdue {
+        if startable(lease) && planned.insert(&lease.shard_id) {
+            out.force.push(lease.clone());
+        }
+    }
+
+    let target = unfinished.len().div_ceil(live.len().max(1));
+    let mut mine = unfinished.iter().filter(|l| l.is_owned_by(me)).count() + out.force.len();
+    let expired = |l: &Lease| {
+        memory
+            .leases
+            .get(&l.shard_id)
+            .is_some_and(|s| now.duration_since(s.since) >= settings.lease_duration)
+    };
+    let mut available: Vec<&Lease> = unfinished
+        .iter()
+        .copied()
+        .filter(|l| l.owner.is_none() || (!l.is_owned_by(me) && expired(l)))
+        .filter(|l| startable(l) && !planned.contains(&l.shard_id))
+        .collect();
+    available
+        .sort_by(|a, b| (a.owner.is_some(), &a.shard_id).cmp(&(b.owner.is_some(), &b.shard_id)));
+    let available_ids: HashSet<&ShardId> = available.iter().map(|l| &l.shard_id).collect();
+    memory
+        .available_since
+        .retain(|id, _| available_ids.contains(id));
+    for lease in available {
+        let since = *memory
+            .available_since
+            .entry(lease.shard_id.clone())
+            .or_insert(now);
+        // Nobody took it for two scans (peers' view of the fleet may
+        // differ from ours): take it even above target; balancing evens it
+        // out later.
+        let starving = now.duration_since(since) >= settings.scan_interval * 2;
+        if mine < target || starving {
+            out.take.push(lease.clone());
+            planned.insert(&lease.shard_id);
+            mine += 1;
+        }
+    }
+
+    let balance_due = memory
+        .last_balance
+        .is_none_or(|t| now.duration_since(t) >= settings.take_interval);
+    if balance_due {
+        memory.last_balance = Some(now);
+        out.request_handoff = balance(memory, view, &unfinished, &live, &planned, mine);
+    }
+    out
+}
+
+fn remember_leases(memory: &mut Memory, leases: &[Lease], now: Instant) {
+    for lease in leases {
+        let seen = memory.leases.entry(lease.shard_id.clone()).or_insert(Seen {
+            counter: lease.counter,
+            generation: lease.generation,
+            since: now,
+        });
+        if seen.counter != lease.counter || seen.generation != lease.generation {
+            *seen = Seen {
                 counter: lease.counter,
                 generation: lease.generation,
                 since: now,
-            });
-            if seen.counter != lease.counter || seen.generation != lease.generation {
-                *seen = Seen {
-                    counter: lease.counter,
-                    generation: lease.generation,
-                    since: now,
-                };
-            }
-        }
-        let ids: HashSet<&ShardId> = leases.iter().map(|l| &l.shard_id).collect();
-        self.leases.retain(|id, _| ids.contains(id));
-
-        for worker in &workers {
-            let seen = self
-                .workers
-                .entry(worker.worker_id.clone())
-                .or_insert((worker.counter, now));
-            if seen.0 != worker.counter {
-                *seen = (worker.counter, now);
-            }
-        }
-        let worker_ids: HashSet<&WorkerId> = workers.iter().map(|w| &w.worker_id).collect();
-        self.workers.retain(|id, _| worker_ids.contains(id));
-        let mut live: HashSet<WorkerId> = self
-            .workers
-            .iter()
-            .filter(|(_, (_, since))| now.duration_since(*since) < lease_duration)
-            .map(|(id, _)| id.clone())
-            .collect();
-        live.insert(me.clone());
-        let dead: Vec<WorkerId> = self
-            .workers
-            .iter()
-            .filter(|(id, (_, since))| {
-                *id != me && now.duration_since(*since) >= lease_duration * 3
-            })
-            .map(|(id, _)| id.clone())
-            .collect();
-        for worker in dead {
-            tracing::info!(worker = %worker, "removing the heartbeat of a dead worker");
-            if let Err(e) = engine.store.remove_worker(&worker).await {
-                tracing::debug!(error = %e, "removing a dead worker's heartbeat failed");
-            }
-            self.workers.remove(&worker);
-        }
-
-        self.clean_up(engine, &leases).await;
-
-        let unfinished: Vec<&Lease> = leases.iter().filter(|l| !l.is_finished()).collect();
-        let running = engine.running();
-
-        // Leases handed to this worker (or still ours after a consumer
-        // stopped on an unreachable store): start them.
-        for lease in &unfinished {
-            if lease.is_owned_by(me) && !running.contains(&lease.shard_id) {
-                tracing::info!(shard = %lease.shard_id, "starting a lease this worker owns");
-                if self.pending.remove(&lease.shard_id).is_some() {
-                    metrics::counter!(metric::LEASES_TAKEN, "worker" => me.to_string())
-                        .increment(1);
-                }
-                engine.start_consumer((*lease).clone());
-            }
-        }
-
-        // Hand-offs asked for: done, moot, or overdue (then forced).
-        let by_id: HashMap<&ShardId, &Lease> = leases.iter().map(|l| (&l.shard_id, l)).collect();
-        let mut overdue = Vec::new();
-        self.pending.retain(|id, p| match by_id.get(id) {
-            Some(l) if l.owner == p.owner && l.generation == p.generation => {
-                if now.duration_since(p.since) >= config.handoff_timeout {
-                    overdue.push((*l).clone());
-                    false
-                } else {
-                    true
-                }
-            }
-            _ => false,
-        });
-        for lease in overdue {
-            tracing::warn!(shard = %lease.shard_id, owner = ?lease.owner, "hand-off not done in time; taking the lease");
-            self.take(engine, &lease).await;
-        }
-
-        let target = unfinished.len().div_ceil(live.len().max(1));
-        let mut mine = unfinished.iter().filter(|l| l.is_owned_by(me)).count();
-
-        let expired: HashSet<&ShardId> = self
-            .leases
-            .iter()
-            .filter(|(_, s)| now.duration_since(s.since) >= lease_duration)
-            .map(|(id, _)| id)
-            .collect();
-        let mut available: Vec<&Lease> = unfinished
-            .iter()
-            .copied()
-            .filter(|l| l.owner.is_none() || (!l.is_owned_by(me) && expired.contains(&l.shard_id)))
-            .collect();
-        available.sort_by(|a, b| {
-            (a.owner.is_some(), &a.shard_id).cmp(&(b.owner.is_some(), &b.shard_id))
-        });
-        let available_ids: HashSet<&ShardId> = available.iter().map(|l| &l.shard_id).collect();
-        self.available_since
-            .retain(|id, _| available_ids.contains(id));
-        for lease in &available {
-            let since = *self
-                .available_since
-                .entry(lease.shard_id.clone())
-                .or_insert(now);
-            // Nobody took it for two scans (peers' view of the fleet may
-            // differ from ours): take it even above target; balancing
-            // evens it out later.
-            let starving = now.duration_since(since) >= config.scan_interval * 2;
-            if (mine < target || starving) && self.take(engine, lease).await {
-                mine += 1;
-            }
-        }
-
-        let balance_due = self
-            .last_balance
-            .is_none_or(|t| now.duration_since(t) >= config.take_interval);
-        if balance_due {
-            self.last_balance = Some(now);
-            self.balance(engine, &unfinished, &live, mine, now).await;
-        }
-        Ok(())
-    }
-
-    /// Take `lease` (free, expired or overdue) and start it.
-    async fn take<F: ProcessorFactory>(&mut self, engine: &Engine<F>, lease: &Lease) -> bool {
-        match engine.store.take_lease(lease, &engine.me).await {
-            Ok(taken) => {
-                tracing::info!(shard = %lease.shard_id, from = ?lease.owner, "took lease");
-                metrics::counter!(metric::LEASES_TAKEN, "worker" => engine.me.to_string())
-                    .increment(1);
-                self.available_since.remove(&lease.shard_id);
-                engine.start_consumer(taken);
-                true
-            }
-            Err(e) if e.is_conflict() => {
-                tracing::debug!(shard = %lease.shard_id, "lost the race to take a lease");
-                false
-            }
-            Err(e) => {
-                tracing::warn!(shard = %lease.shard_id, error = %e, "taking a lease failed");
-                false
-            }
-        }
-    }
-
-    /// Ask the most loaded live workers to hand leases over, several at
-    /// once, until no donor holds two more than this worker will.
-    async fn balance<F: ProcessorFactory>(
-        &mut self,
-        engine: &Engine<F>,
-        unfinished: &[&Lease],
-        live: &HashSet<WorkerId>,
-        mine: usize,
-        now: Instant,
-    ) {
-        let me = &engine.me;
-        let mut loads: HashMap<&WorkerId, Vec<&Lease>> = HashMap::new();
-        for lease in unfinished {
-            if let Some(owner) = &lease.owner
-                && owner != me
-                && live.contains(owner)
-            {
-                loads.entry(owner).or_default().push(lease);
-            }
-        }
-        for leases in loads.values_mut() {
-            leases.shuffle(&mut rand::rng());
-            // Leases already being handed somewhere are not candidates.
-            leases
-                .sort_by_key(|l| l.handoff_to.is_some() || self.pending.contains_key(&l.shard_id));
-        }
-        let mut projected = mine + self.pending.len();
-        while let Some((donor, leases)) = loads
-            .iter_mut()
-            .max_by(|a, b| a.1.len().cmp(&b.1.len()).then_with(|| b.0.cmp(a.0)))
-        {
-            if leases.len() < projected + 2 {
-                break;
-            }
-            let candidate = leases
-                .iter()
-                .position(|l| l.handoff_to.is_none() && !self.pending.contains_key(&l.shard_id));
-            let Some(index) = candidate else {
-                break;
             };
-            let lease = leases.swap_remove(index);
-            let donor = (*donor).clone();
-            match engine.store.request_handoff(lease, me).await {
-                Ok(()) => {
-                    tracing::info!(shard = %lease.shard_id, from = %donor, "asked for a hand-off");
-                    metrics::counter!(metric::HANDOFFS_REQUESTED, "worker" => me.to_string())
-                        .increment(1);
-                    self.pending.insert(
-                        lease.shard_id.clone(),
-                        Pending {
-                            owner: lease.owner.clone(),
-                            generation: lease.generation,
-                            since: now,
-                        },
-                    );
-                    projected += 1;
-                }
-                Err(e) => {
-                    tracing::debug!(shard = %lease.shard_id, error = %e, "hand-off request refused");
-                    // The donor's count stays lower by one: its lease moved.
-                }
-            }
         }
     }
-
-    /// Delete finished leases whose children all have leases that were
-    /// taken at least once (so the parent will never be needed again: shard
-    /// sync will not re-create it, and children no longer wait on it).
-    async fn clean_up<F: ProcessorFactory>(&self, engine: &Engine<F>, leases: &[Lease]) {
-        let by_id: HashMap<&ShardId, &Lease> = leases.iter().map(|l| (&l.shard_id, l)).collect();
-        for lease in leases.iter().filter(|l| l.is_finished()) {
-            if lease.child_shard_ids.is_empty() {
-                continue;
-            }
-            let children_started = lease.child_shard_ids.iter().all(|c| {
-                by_id
-                    .get(c)
-                    .is_some_and(|child| child.generation > 0 || child.owner.is_some())
-            });
-            if children_started {
-                tracing::info!(shard = %lease.shard_id, "deleting the finished lease");
-                if let Err(e) = engine.store.delete_lease(&lease.shard_id).await {
-                    tracing::warn!(shard = %lease.shard_id, error = %e, "deleting a finished lease failed");
-                }
-            }
-        }
-    }
+    let ids: HashSet<&ShardId> = leases.iter().map(|l| &l.shard_id).collect();
+    memory.leases.retain(|id, _| ids.contains(id));
 }
+
+/// Update the heartbeats seen; returns the live workers (this one
+/// included) and plans the removal of long-dead ones.
+fn remember_workers(
+    memory: &mut Memory,
+    settings: &Settings,
+    view: &View<'_>,
+    out: &mut Plan,
+) -> HashSet<WorkerId> {
+    let now = view.now;
+    for worker in view.workers {
+        let seen = memory
+            .workers
+            .entry(worker.worker_id.clone())
+            .or_insert((worker.counter, now));
+        if seen.0 != worker.counter {
+            *seen = (worker.counter, now);
+        }
+    }
+    let listed: HashSet<&WorkerId> = view.workers.iter().map(|w| &w.worker_id).collect();
+    memory.workers.retain(|id, _| listed.contains(id));
+    let mut live: HashSet<WorkerId> = memory
+        .workers
+        .iter()
+        .filter(|(_, (_, since))| now.duration_since(*since) < settings.lease_duration)
+        .map(|(id, _)| id.clone())
+        .collect();
+    live.insert(view.me.clone());
+    let mut dead: Vec<WorkerId> = memory
+        .workers
+        .iter()
+        .filter(|(id, (_, since))| {
+            *id != view.me && now.duration_since(*since) >= settings.lease_duration * 3
+        })
+        .map(|(id, _)| id.clone())
+        .collect();
+    dead.sort();
+    for worker in &dead {
+        memory.workers.remove(worker);
+    }
+    out.remove_workers = dead;
+    live
+}
+
+/// Ask the most loaded live workers to hand leases over, several at once,
+/// until no donor holds two more than this worker will.
+fn balance(
+    memory: &Memory,
+    view: &View<'_>,
+    unfinished: &[&Lease],
+    live: &HashSet<WorkerId>,
+    planned: &HashSet<&ShardId>,
+    mine: usize,
+) -> Vec<Lease> {
+    let me = view.me;
+    // A lease is a candidate unless a hand-off of it is already under way:
+    // ours (pending), or a peer's request. A stale request of ours that we
+    // forgot (a forced take that lost its race) may be asked again.
+    let candidate = |l: &Lease| {
+        !memory.pending.contains_key(&l.shard_id)
+            && !planned.contains(&l.shard_id)
+            && l.handoff_to.as_ref().is_none_or(|to| to == me)
+    };
+    // Each live peer's load as it will be once the hand-offs under way are
+    // done: a lease being handed to a live peer counts for that peer.
+    let mut loads: HashMap<&WorkerId, (Vec<&Lease>, usize)> = HashMap::new();
+    for lease in unfinished {
+        let Some(owner) = lease
+            .owner
+            .as_ref()
+            .filter(|o| *o != me && live.contains(*o))
+        else {
+            continue;
+        };
+        if candidate(lease) {
+            loads.entry(owner).or_default().0.push(lease);
+            continue;
+        }
+        match lease.handoff_to.as_ref() {
+            // Ours, pending: already in `projected`.
+            Some(to) if to == me => {}
+            Some(to) if live.contains(to) => loads.entry(to).or_default().1 += 1,
+            _ => loads.entry(owner).or_default().1 += 1,
+        }
+    }
+    for (leases, _) in loads.values_mut() {
+        leases.sort_by(|a, b| a.shard_id.cmp(&b.shard_id));
+    }
+    let mut out = Vec::new();
+    let mut projected = mine + memory.pending.len();
+    while let Some((_, (leases, extra))) = loads.iter_mut().max_by(|a, b| {
+        (a.1.0.len() + a.1.1)
+            .cmp(&(b.1.0.len() + b.1.1))
+            .then_with(|| b.0.cmp(a.0))
+    }) {
+        if leases.len() + *extra < projected + 2 {
+            break;
+        }
+        let Some(lease) = leases.pop() else {
+            break;
+        };
+        out.push(lease.clone());
+        projected += 1;
+    }
+    out
+}
+
+/// Finished leases whose children all have leases that checkpointed
+/// something, so the parent will never be needed again: shard sync will
+/// not re-create it (a leased descendant), and no child waits on it. Java
+/// waits minutes for the same reason.
+fn finished_and_unneeded(leases: &[Lease]) -> Vec<ShardId> {
+    let by_id: HashMap<&ShardId, &Lease> = leases.iter().map(|l| (&l.shard_id, l)).collect();
+    let mut out: Vec<ShardId> = leases
+        .iter()
+        .filter(|l| l.is_finished() && !l.child_shard_ids.is_empty())
+        .filter(|l| {
+            l.child_shard_ids.iter().all(|c| {
+                by_id.get(c).is_some_and(|child| {
+                    matches!(
+                        child.checkpoint,
+                        ExtendedSequenceNumber::Sequence { .. } | ExtendedSequenceNumber::ShardEnd
+                    )
+                })
+            })
+        })
+        .map(|l| l.shard_id.clone())
+        .collect();
+    out.sort();
+    out
+}
+
+#[cfg(test)]
+mod tests;

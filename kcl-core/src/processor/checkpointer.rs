@@ -222,13 +222,20 @@ impl Checkpointer {
 
     async fn commit(&mut self, position: ExtendedSequenceNumber) -> Result<()> {
         self.validate(&position)?;
-        let started = Instant::now();
         let held = &self.held;
+        let lost = &self.lost;
+        if let CheckpointTarget::Lease(_) = &self.target
+            && lost.is_cancelled()
+        {
+            // Known lost (fenced, or its deadline passed): nothing to retry.
+            return Err(Error::lease_fenced(&held.shard_id));
+        }
+        let started = Instant::now();
         let result = match &self.target {
             CheckpointTarget::Lease(store) => {
                 (|| async { store.update_checkpoint(held, &position).await })
                     .retry(self.retry)
-                    .when(Error::is_retryable)
+                    .when(|e| e.is_retryable() && !lost.is_cancelled())
                     .await
             }
             CheckpointTarget::Store(store) => {

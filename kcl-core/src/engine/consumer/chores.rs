@@ -12,7 +12,7 @@ use crate::sequence::ExtendedSequenceNumber;
 use crate::store::LeaseStore;
 
 use super::super::retry_store;
-use super::{Call, Consumer, Coordination, Outcome};
+use super::{Call, Consumer, Coordination, Outcome, Step};
 
 impl<F: ProcessorFactory> Consumer<F> {
     pub(super) async fn shard_end(
@@ -22,16 +22,27 @@ impl<F: ProcessorFactory> Consumer<F> {
         children: Vec<ChildShard>,
     ) -> Outcome {
         cp.on_shard_ended();
-        let step = self.with_policy(processor, cp, Call::ShardEnded).await;
-        if let Some(outcome) = self.after_step(step, processor, cp).await {
-            return outcome;
+        // `shard_ended` is this processor's one ending: nothing else (not
+        // `lease_lost`, not `shutdown_requested`) follows it.
+        match self.with_policy(processor, cp, Call::ShardEnded).await {
+            Step::Done => {}
+            Step::Lost => return Outcome::LeaseLost,
+            Step::Control => {
+                self.release(None).await;
+                return Outcome::Released;
+            }
+            Step::Panic => return self.panicked().await,
+            Step::Stop(e) => {
+                self.release(None).await;
+                return Outcome::Stopped(e);
+            }
         }
         if *cp.last_checkpoint() != ExtendedSequenceNumber::ShardEnd {
             // Skip policy: the engine checkpoints the end itself, since
             // children can only start after it.
             if let Err(e) = cp.checkpoint_shard_end().await {
                 tracing::warn!(error = %e, "checkpointing SHARD_END failed");
-                return self.lease_lost(processor).await;
+                return Outcome::LeaseLost;
             }
         }
         tracing::info!("shard ended");
@@ -76,6 +87,19 @@ impl<F: ProcessorFactory> Consumer<F> {
         let ids: Vec<ShardId> = children.iter().map(|c| c.shard_id.clone()).collect();
         retry_store(|| store.update_child_shard_ids(&self.lease, &ids)).await?;
         for child in children {
+            // A merge child whose other parent has no lease yet (a lagging
+            // split parent) waits: shard sync creates it once that parent
+            // is leased, so its records never come before that parent's.
+            let mut others_leased = true;
+            for parent in child.parent_shard_ids.iter().filter(|p| *p != self.shard()) {
+                if retry_store(|| store.get_lease(parent)).await?.is_none() {
+                    others_leased = false;
+                }
+            }
+            if !others_leased {
+                tracing::info!(child = %child.shard_id, "deferring a merge child until its other parent has a lease");
+                continue;
+            }
             let lease = Lease::new(child.shard_id.clone(), ExtendedSequenceNumber::TrimHorizon)
                 .with_parents(child.parent_shard_ids.iter().cloned())
                 .with_hash_key_range(child.hash_key_range);

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::BoxError;
@@ -136,7 +137,31 @@ pub(crate) struct Consumer<F: ProcessorFactory> {
     lease: Lease,
     lost: CancellationToken,
     control: watch::Receiver<Control>,
+    /// When the lease stops being ours unless renewed (moved by the
+    /// worker after each successful renew): past it, a peer may take the
+    /// shard, so this consumer stops on its own timer.
+    deadline: watch::Receiver<Instant>,
     start_override: Option<StartingPosition>,
+}
+
+/// Resolves once `deadline` has passed (following its updates).
+async fn expired(deadline: &mut watch::Receiver<Instant>) {
+    loop {
+        let at = *deadline.borrow_and_update();
+        tokio::select! {
+            _ = tokio::time::sleep_until(at) => {
+                if Instant::now() >= *deadline.borrow() {
+                    return;
+                }
+            }
+            changed = deadline.changed() => {
+                if changed.is_err() {
+                    // The worker is gone; the lost token handles that.
+                    std::future::pending::<()>().await;
+                }
+            }
+        }
+    }
 }
 
 impl<F: ProcessorFactory> Consumer<F> {
@@ -146,13 +171,34 @@ impl<F: ProcessorFactory> Consumer<F> {
         lost: CancellationToken,
         control: watch::Receiver<Control>,
     ) -> Self {
+        // No deadline until the worker gives one (the single-process
+        // consumer holds no lease): the far future, as the clock allows.
+        let far = Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
+        let (_, deadline) = watch::channel(far);
         Consumer {
             ctx,
             lease,
             lost,
             control,
+            deadline,
             start_override: None,
         }
+    }
+
+    /// Stop on `deadline` (see the field).
+    pub(crate) fn with_deadline(mut self, deadline: watch::Receiver<Instant>) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    /// Whether the lease is lost or its deadline passed (then marks it
+    /// lost, so checkpoints stop too).
+    fn is_lost(&self) -> bool {
+        if !self.lost.is_cancelled() && Instant::now() >= *self.deadline.borrow() {
+            tracing::warn!("no renew succeeded in time; a peer may take the lease: stopping");
+            self.lost.cancel();
+        }
+        self.lost.is_cancelled()
     }
 
     /// Start reading at `position` instead of the lease's checkpoint (the
@@ -177,6 +223,10 @@ impl<F: ProcessorFactory> Consumer<F> {
         tokio::select! {
             _ = tokio::time::sleep(d) => true,
             _ = self.lost.cancelled() => false,
+            _ = expired(&mut self.deadline) => {
+                self.lost.cancel();
+                false
+            }
             changed = self.control.changed() => {
                 if changed.is_err() {
                     // The worker is gone: behave as on shutdown.
@@ -187,7 +237,36 @@ impl<F: ProcessorFactory> Consumer<F> {
         }
     }
 
+    /// Run the shard to one ending. A panic anywhere in the processor
+    /// (its factory, a call, its `Drop`) is caught and ends the shard here.
     pub(crate) async fn run(mut self) -> Outcome {
+        // The deadline's own timer: it marks the lease lost even while the
+        // processor is inside a call, so its checkpoints are refused at
+        // once instead of retried.
+        let guard = tokio::spawn({
+            let mut deadline = self.deadline.clone();
+            let lost = self.lost.clone();
+            async move {
+                tokio::select! {
+                    _ = expired(&mut deadline) => {
+                        tracing::warn!("no renew succeeded in time; a peer may take the lease: stopping");
+                        lost.cancel();
+                    }
+                    _ = lost.cancelled() => {}
+                }
+            }
+        });
+        let _guard = AbortOnDrop(guard);
+        match AssertUnwindSafe(self.run_inner()).catch_unwind().await {
+            Ok(outcome) => outcome,
+            Err(panic) => {
+                tracing::error!(panic = %panic_message(&*panic), "processor panicked outside a call (factory or drop)");
+                self.panicked().await
+            }
+        }
+    }
+
+    async fn run_inner(&mut self) -> Outcome {
         // Confirm we still hold the lease, and see its latest checkpoint.
         if let Coordination::Lease(store) = &self.ctx.coordination {
             let store = Arc::clone(store);
@@ -205,7 +284,7 @@ impl<F: ProcessorFactory> Consumer<F> {
         }
         if !self.ctx.config.ignore_shard_ordering {
             loop {
-                if self.lost.is_cancelled() {
+                if self.is_lost() {
                     return Outcome::LeaseLost;
                 }
                 if let Some(c) = self.requested() {
@@ -221,7 +300,15 @@ impl<F: ProcessorFactory> Consumer<F> {
                 self.pause(poll).await;
             }
         }
-        let mut processor = self.ctx.factory.create_processor(self.shard());
+        let mut processor = match std::panic::catch_unwind(AssertUnwindSafe(|| {
+            self.ctx.factory.create_processor(self.shard())
+        })) {
+            Ok(processor) => processor,
+            Err(panic) => {
+                tracing::error!(panic = %panic_message(&*panic), "create_processor panicked");
+                return self.panicked().await;
+            }
+        };
         let target = match &self.ctx.coordination {
             Coordination::Lease(s) => CheckpointTarget::Lease(Arc::clone(s)),
             Coordination::Single(s) => CheckpointTarget::Store(Arc::clone(s)),
@@ -257,7 +344,7 @@ impl<F: ProcessorFactory> Consumer<F> {
         });
         let _abort = AbortOnDrop(handle);
         loop {
-            if self.lost.is_cancelled() {
+            if self.is_lost() {
                 return self.lease_lost(&mut processor).await;
             }
             if let Some(c) = self.requested() {
@@ -266,6 +353,7 @@ impl<F: ProcessorFactory> Consumer<F> {
             let batch: Prefetched = tokio::select! {
                 biased;
                 _ = self.lost.cancelled() => continue,
+                _ = expired(&mut self.deadline) => continue,
                 changed = self.control.changed() => {
                     if changed.is_err() {
                         self.lost.cancel();
@@ -281,6 +369,11 @@ impl<F: ProcessorFactory> Consumer<F> {
                     }
                 },
             };
+            // A batch read before a pause (a process stopped past its
+            // lease) is never handed over once the deadline passed.
+            if self.is_lost() {
+                return self.lease_lost(&mut processor).await;
+            }
             // The prefetch task already cut the batch to `max_records`:
             // moved into the input, never copied.
             if !batch.records.is_empty() {
@@ -318,7 +411,7 @@ impl<F: ProcessorFactory> Consumer<F> {
         cp: &mut Checkpointer,
     ) -> Option<Outcome> {
         match step {
-            Step::Done if self.lost.is_cancelled() => Some(self.lease_lost(processor).await),
+            Step::Done if self.is_lost() => Some(self.lease_lost(processor).await),
             Step::Done => None,
             Step::Lost => Some(self.lease_lost(processor).await),
             Step::Control => {
@@ -443,10 +536,12 @@ impl<F: ProcessorFactory> Consumer<F> {
                 tracing::error!(panic = %panic_message(&*panic), "processor panicked in shutdown_requested")
             }
         }
-        if self.lost.is_cancelled() {
-            return self.lease_lost(processor).await;
+        // Exactly one ending: the processor had `shutdown_requested`, so no
+        // `lease_lost` follows even if the lease went meanwhile (the release
+        // is then refused, harmlessly).
+        if !self.lost.is_cancelled() {
+            self.release(handoff_target(&control)).await;
         }
-        self.release(handoff_target(&control)).await;
         Outcome::Released
     }
 

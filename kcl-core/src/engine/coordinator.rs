@@ -1,0 +1,478 @@
+//! The coordination loop behind [`Worker::run`](super::Worker::run): the
+//! one owner of the leases this worker holds, as plain local state. One
+//! `select!` over cancellation, consumers ending (reaped at once), and the
+//! renew, scan and sync ticks; each store round trip runs as a future of
+//! its own, so a slow scan or sync never delays a renewal.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::error::{BoxError, Error, Result};
+use crate::ids::{ShardId, WorkerId};
+use crate::lease::{Lease, WorkerHeartbeat};
+use crate::processor::ProcessorFactory;
+use crate::store::LeaseStore;
+
+use super::config::WorkerConfig;
+use super::consumer::{Consumer, ConsumerContext, Control, Outcome};
+use super::executor::{Executed, execute};
+use super::renewer::{Renewed, is_lost, renew_all};
+use super::taker::{self, Memory, Settings, View};
+use super::{metric, shard_sync};
+
+/// A held lease and its consumer.
+struct Held {
+    lease: Lease,
+    task: tokio::task::Id,
+    lost: CancellationToken,
+    control: watch::Sender<Control>,
+    deadline: watch::Sender<Instant>,
+}
+
+/// A shard backing off after its consumer failed here.
+struct Backoff {
+    failures: u32,
+    until: Instant,
+}
+
+type Listing = Result<(Vec<Lease>, Vec<WorkerHeartbeat>)>;
+
+/// The loop's state; see the module docs.
+pub(crate) struct Coordinator<F: ProcessorFactory> {
+    ctx: Arc<ConsumerContext<F>>,
+    store: Arc<dyn LeaseStore>,
+    me: WorkerId,
+    held: HashMap<ShardId, Held>,
+    tasks: HashMap<tokio::task::Id, ShardId>,
+    consumers: JoinSet<Outcome>,
+    memory: Memory,
+    backoff: HashMap<ShardId, Backoff>,
+    fatal: Option<BoxError>,
+    stop: CancellationToken,
+}
+
+/// A pending store round trip, or nothing.
+async fn maybe<T>(call: &mut Option<BoxFuture<'static, T>>) -> T {
+    match call {
+        Some(call) => call.await,
+        None => std::future::pending().await,
+    }
+}
+
+impl<F: ProcessorFactory> Coordinator<F> {
+    pub(crate) fn new(
+        ctx: Arc<ConsumerContext<F>>,
+        store: Arc<dyn LeaseStore>,
+        me: WorkerId,
+    ) -> Self {
+        Coordinator {
+            ctx,
+            store,
+            me,
+            held: HashMap::new(),
+            tasks: HashMap::new(),
+            consumers: JoinSet::new(),
+            memory: Memory::default(),
+            backoff: HashMap::new(),
+            fatal: None,
+            stop: CancellationToken::new(),
+        }
+    }
+
+    fn config(&self) -> &WorkerConfig {
+        &self.ctx.config
+    }
+
+    /// How long a lease stays ours after its last renew was sent: a peer
+    /// cannot take it before a full lease duration from then, so stopping a
+    /// margin earlier means the owner always stops first.
+    fn hold_for(&self) -> Duration {
+        let lease = self.config().lease_duration;
+        lease - lease / 10
+    }
+
+    pub(crate) async fn run(mut self, cancel: CancellationToken) -> Result<()> {
+        tracing::info!("worker starting");
+        let bound = self.config().renew_interval;
+        match tokio::time::timeout(bound, self.store.heartbeat(&self.me)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "first heartbeat failed"),
+            Err(_) => tracing::warn!("first heartbeat timed out"),
+        }
+        let mut renew_tick = tokio::time::interval(self.config().renew_interval);
+        renew_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut scan_tick = tokio::time::interval(self.config().scan_interval);
+        scan_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut renewing: Option<BoxFuture<'static, Vec<Renewed>>> = None;
+        let mut scanning: Option<BoxFuture<'static, Listing>> = None;
+        let mut executing: Option<BoxFuture<'static, Executed>> = None;
+        // The first sync runs before the first scan, so a fresh table has
+        // leases to take.
+        let mut syncing: Option<BoxFuture<'static, Result<usize>>> = Some(self.sync_call());
+        let mut sync_at = Instant::now();
+        let mut sync_retry = self.config().retry_min_delay;
+        let mut first_sync_done = false;
+        let stop = self.stop.clone();
+        loop {
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => break,
+                _ = stop.cancelled() => break,
+                Some(joined) = self.consumers.join_next_with_id() => self.reap(joined),
+                results = maybe(&mut renewing) => {
+                    renewing = None;
+                    self.apply_renewals(results);
+                }
+                _ = renew_tick.tick(), if renewing.is_none() => {
+                    renewing = Some(self.renew_call(true));
+                }
+                listing = maybe(&mut scanning) => {
+                    scanning = None;
+                    match listing {
+                        Ok((leases, workers)) => {
+                            let plan = self.plan(&leases, &workers);
+                            let store = Arc::clone(&self.store);
+                            executing = Some(Box::pin(execute(store, self.me.clone(), plan)));
+                        }
+                        Err(e) => tracing::warn!(error = %e, "lease scan failed"),
+                    }
+                }
+                executed = maybe(&mut executing) => {
+                    executing = None;
+                    self.apply_executed(executed);
+                }
+                _ = scan_tick.tick(), if scanning.is_none() && executing.is_none() && first_sync_done => {
+                    scanning = Some(self.list_call());
+                }
+                synced = maybe(&mut syncing) => {
+                    syncing = None;
+                    first_sync_done = true;
+                    let interval = self.config().shard_sync_interval;
+                    match synced {
+                        Ok(_) => {
+                            sync_retry = self.config().retry_min_delay;
+                            sync_at = Instant::now() + interval;
+                        }
+                        Err(e) => {
+                            let wait = sync_retry.min(interval);
+                            tracing::warn!(error = %e, retry_in = ?wait, "shard sync failed");
+                            sync_at = Instant::now() + wait;
+                            sync_retry = (sync_retry * 2).min(self.config().retry_max_delay);
+                        }
+                    }
+                }
+                _ = tokio::time::sleep_until(sync_at), if syncing.is_none() => {
+                    syncing = Some(self.sync_call());
+                }
+            }
+        }
+        drop((scanning, executing, syncing));
+        self.shut_down(renewing).await;
+        metrics::gauge!(metric::CURRENT_LEASES, "worker" => self.me.to_string()).set(0.0);
+        tracing::info!("worker stopped");
+        match self.fatal.take() {
+            Some(e) => Err(Error::Processor(e)),
+            None => Ok(()),
+        }
+    }
+
+    fn renew_call(&self, heartbeat: bool) -> BoxFuture<'static, Vec<Renewed>> {
+        let snapshot: Vec<Lease> = self
+            .held
+            .values()
+            .filter(|h| !h.lost.is_cancelled())
+            .map(|h| h.lease.clone())
+            .collect();
+        Box::pin(renew_all(
+            Arc::clone(&self.store),
+            self.me.clone(),
+            snapshot,
+            self.config().renew_interval,
+            heartbeat,
+        ))
+    }
+
+    fn list_call(&self) -> BoxFuture<'static, Listing> {
+        let store = Arc::clone(&self.store);
+        let bound = self.config().lease_duration;
+        Box::pin(async move {
+            let timed_out = || Error::Unavailable {
+                service: "lease store",
+                source: Some("listing timed out".into()),
+            };
+            let leases = tokio::time::timeout(bound, store.list_leases())
+                .await
+                .map_err(|_| timed_out())??;
+            let workers = tokio::time::timeout(bound, store.list_workers())
+                .await
+                .map_err(|_| timed_out())??;
+            Ok((leases, workers))
+        })
+    }
+
+    fn sync_call(&self) -> BoxFuture<'static, Result<usize>> {
+        let store = Arc::clone(&self.store);
+        let source = Arc::clone(&self.ctx.source);
+        let initial = self.config().initial_position;
+        Box::pin(async move { shard_sync::sync_shards(&store, &source, initial).await })
+    }
+
+    /// Apply renew results to the leases still held under the generation
+    /// that was renewed.
+    fn apply_renewals(&mut self, results: Vec<Renewed>) {
+        let hold_for = self.hold_for();
+        for renewed in results {
+            let Some(held) = self.held.get_mut(&renewed.shard_id) else {
+                continue;
+            };
+            if held.lease.generation != renewed.generation || held.lost.is_cancelled() {
+                continue;
+            }
+            match renewed.result {
+                Ok(lease) => {
+                    held.deadline.send_replace(renewed.sent + hold_for);
+                    if let Some(to) = lease.handoff_to.as_ref().filter(|to| **to != self.me) {
+                        let to = to.clone();
+                        held.control.send_if_modified(|c| {
+                            let run = *c == Control::Run;
+                            if run {
+                                tracing::info!(shard = %renewed.shard_id, to = %to, "hand-off requested");
+                                *c = Control::Handoff(to.clone());
+                            }
+                            run
+                        });
+                    }
+                    held.lease = lease;
+                }
+                Err(e) if is_lost(&e) => {
+                    tracing::warn!(shard = %renewed.shard_id, error = %e, "renew refused: lease lost");
+                    held.lost.cancel();
+                }
+                Err(e) => {
+                    // The consumer's own deadline stops it if this goes on.
+                    tracing::warn!(shard = %renewed.shard_id, error = %e, "renew failed; will retry");
+                }
+            }
+        }
+    }
+
+    /// Plan a taker round from a listing; also tells consumers whose lease
+    /// the listing shows as no longer theirs.
+    fn plan(&mut self, leases: &[Lease], workers: &[WorkerHeartbeat]) -> taker::Plan {
+        let listed: HashMap<&ShardId, &Lease> = leases.iter().map(|l| (&l.shard_id, l)).collect();
+        for (shard_id, held) in &self.held {
+            let ours = listed
+                .get(shard_id)
+                .is_some_and(|l| l.is_owned_by(&self.me) && l.generation == held.lease.generation);
+            if !ours && !held.lost.is_cancelled() {
+                tracing::warn!(shard = %shard_id, "the lease changed hands (a reset, a delete or a take): stopping its consumer");
+                held.lost.cancel();
+            }
+        }
+        let now = Instant::now();
+        let busy: HashSet<ShardId> = self.held.keys().cloned().collect();
+        let cooling: HashSet<ShardId> = self
+            .backoff
+            .iter()
+            .filter(|(_, b)| b.until > now)
+            .map(|(id, _)| id.clone())
+            .collect();
+        let config = self.config();
+        let settings = Settings {
+            lease_duration: config.lease_duration,
+            scan_interval: config.scan_interval,
+            take_interval: config.take_interval,
+            handoff_timeout: config.handoff_timeout,
+        };
+        let me = self.me.clone();
+        taker::plan(
+            &mut self.memory,
+            &settings,
+            &View {
+                me: &me,
+                leases,
+                workers,
+                busy: &busy,
+                cooling: &cooling,
+                now,
+            },
+        )
+    }
+
+    fn apply_executed(&mut self, executed: Executed) {
+        let now = Instant::now();
+        for lease in &executed.requested {
+            metrics::counter!(metric::HANDOFFS_REQUESTED, "worker" => self.me.to_string())
+                .increment(1);
+            self.memory.requested(lease, now);
+        }
+        for (lease, sent) in executed.taken {
+            metrics::counter!(metric::LEASES_TAKEN, "worker" => self.me.to_string()).increment(1);
+            self.memory.taken(&lease.shard_id);
+            self.start(lease, sent);
+        }
+    }
+
+    /// Start a consumer on a lease this worker now holds.
+    fn start(&mut self, lease: Lease, sent: Instant) {
+        let shard_id = lease.shard_id.clone();
+        if self.held.contains_key(&shard_id) {
+            // The planner never takes a busy shard; if a take raced anyway,
+            // the store fenced the old holding and its consumer is ending.
+            tracing::warn!(shard = %shard_id, "a consumer is still ending here; not starting a second");
+            return;
+        }
+        let lost = CancellationToken::new();
+        let (control, control_rx) = watch::channel(Control::Run);
+        let (deadline, deadline_rx) = watch::channel(sent + self.hold_for());
+        let consumer = Consumer::new(
+            Arc::clone(&self.ctx),
+            lease.clone(),
+            lost.clone(),
+            control_rx,
+        )
+        .with_deadline(deadline_rx);
+        let span = tracing::info_span!("shard", shard = %shard_id, worker = %self.me);
+        let task = self.consumers.spawn(consumer.run().instrument(span)).id();
+        self.tasks.insert(task, shard_id.clone());
+        self.held.insert(
+            shard_id,
+            Held {
+                lease,
+                task,
+                lost,
+                control,
+                deadline,
+            },
+        );
+        self.count_held();
+    }
+
+    fn count_held(&self) {
+        metrics::gauge!(metric::CURRENT_LEASES, "worker" => self.me.to_string())
+            .set(self.held.len() as f64);
+    }
+
+    /// A consumer ended: its `Outcome` is the one end signal.
+    fn reap(
+        &mut self,
+        joined: std::result::Result<(tokio::task::Id, Outcome), tokio::task::JoinError>,
+    ) {
+        let (task, outcome) = match joined {
+            Ok((task, outcome)) => (task, Some(outcome)),
+            Err(e) => (e.id(), None),
+        };
+        let Some(shard_id) = self.tasks.remove(&task) else {
+            return;
+        };
+        if self.held.get(&shard_id).is_some_and(|h| h.task == task) {
+            self.held.remove(&shard_id);
+        }
+        self.count_held();
+        match outcome {
+            Some(Outcome::LeaseLost) => {
+                metrics::counter!(metric::LEASES_LOST, "worker" => self.me.to_string())
+                    .increment(1);
+                self.backoff.remove(&shard_id);
+            }
+            Some(Outcome::Stopped(e)) => {
+                tracing::error!(shard = %shard_id, error = %e, "processor failed; stopping the worker");
+                self.fatal.get_or_insert(e);
+                self.stop.cancel();
+            }
+            Some(Outcome::Panicked) | None => self.back_off(&shard_id),
+            Some(Outcome::ShardEnded | Outcome::Released) => {
+                self.backoff.remove(&shard_id);
+            }
+        }
+    }
+
+    /// Escalate a failing shard's backoff here: doubling from the retry
+    /// delay to its maximum, one warning and one count per escalation.
+    fn back_off(&mut self, shard_id: &ShardId) {
+        let config = self.config();
+        let (min, max) = (config.retry_min_delay, config.retry_max_delay);
+        let entry = self.backoff.entry(shard_id.clone()).or_insert(Backoff {
+            failures: 0,
+            until: Instant::now(),
+        });
+        entry.failures = entry.failures.saturating_add(1);
+        let delay = min.saturating_mul(1u32 << entry.failures.min(16)).min(max);
+        entry.until = Instant::now() + delay;
+        tracing::warn!(shard = %shard_id, failures = entry.failures, retry_in = ?delay, "shard consumer failed; backing off before taking it again");
+        metrics::counter!(metric::SHARD_BACKOFFS, "shard" => shard_id.to_string()).increment(1);
+    }
+
+    /// Graceful shutdown: the heartbeat goes first (peers stop counting
+    /// this worker), every consumer gets `shutdown_requested` and releases
+    /// its lease, renewals go on meanwhile; after the grace period, what is
+    /// left is abandoned and every store call is bounded.
+    async fn shut_down(&mut self, mut renewing: Option<BoxFuture<'static, Vec<Renewed>>>) {
+        tracing::info!("shutting down");
+        let bound = self.config().renew_interval;
+        if tokio::time::timeout(bound, self.store.remove_worker(&self.me))
+            .await
+            .is_err()
+        {
+            tracing::warn!("removing the heartbeat timed out");
+        }
+        for held in self.held.values() {
+            held.control.send_if_modified(|c| {
+                let run = *c == Control::Run;
+                if run {
+                    *c = Control::Shutdown;
+                }
+                run
+            });
+        }
+        let grace = tokio::time::sleep(self.config().shutdown_grace);
+        tokio::pin!(grace);
+        let mut renew_tick = tokio::time::interval(self.config().renew_interval);
+        renew_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        while !self.consumers.is_empty() {
+            tokio::select! {
+                biased;
+                Some(joined) = self.consumers.join_next_with_id() => self.reap(joined),
+                results = maybe(&mut renewing) => {
+                    renewing = None;
+                    self.apply_renewals(results);
+                }
+                _ = renew_tick.tick(), if renewing.is_none() => {
+                    // Leases only: the heartbeat is already gone.
+                    renewing = Some(self.renew_call(false));
+                }
+                _ = &mut grace => {
+                    tracing::warn!("shutdown grace period over; abandoning the remaining leases");
+                    self.consumers.abort_all();
+                    while let Some(joined) = self.consumers.join_next_with_id().await {
+                        self.reap(joined);
+                    }
+                }
+            }
+        }
+        drop(renewing);
+        // A lease handed to this worker while it was stopping has no
+        // consumer: give it back so a peer need not wait for it to expire.
+        if let Ok(Ok(leases)) = tokio::time::timeout(bound, self.store.list_leases()).await {
+            for lease in leases.iter().filter(|l| l.is_owned_by(&self.me)) {
+                match tokio::time::timeout(bound, self.store.release_lease(lease, None)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        tracing::debug!(shard = %lease.shard_id, error = %e, "releasing a leftover lease failed")
+                    }
+                    Err(_) => {
+                        tracing::debug!(shard = %lease.shard_id, "releasing a leftover lease timed out")
+                    }
+                }
+            }
+        }
+    }
+}

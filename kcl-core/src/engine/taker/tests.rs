@@ -1,0 +1,374 @@
+//! The planner on its own: unit cases, and a simulated fleet (a map with
+//! the store's compare-and-set rules) for the properties.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use proptest::prelude::*;
+use tokio::time::Instant;
+
+use super::*;
+
+const SCAN: Duration = Duration::from_millis(500);
+
+fn settings() -> Settings {
+    Settings {
+        lease_duration: Duration::from_secs(10),
+        scan_interval: SCAN,
+        take_interval: SCAN,
+        handoff_timeout: Duration::from_secs(40),
+    }
+}
+
+fn sid(n: usize) -> ShardId {
+    ShardId::new(format!("shardId-{n:012}")).unwrap()
+}
+
+fn wid(name: &str) -> WorkerId {
+    WorkerId::new(name).unwrap()
+}
+
+fn lease(n: usize, owner: Option<&str>) -> Lease {
+    let mut l = Lease::new(sid(n), ExtendedSequenceNumber::TrimHorizon);
+    l.owner = owner.map(wid);
+    l
+}
+
+fn heartbeats(names: &[&str]) -> Vec<WorkerHeartbeat> {
+    names
+        .iter()
+        .map(|n| WorkerHeartbeat {
+            worker_id: wid(n),
+            counter: 1,
+        })
+        .collect()
+}
+
+fn run(
+    memory: &mut Memory,
+    me: &str,
+    leases: &[Lease],
+    workers: &[WorkerHeartbeat],
+    busy: &[usize],
+    now: Instant,
+) -> Plan {
+    let me = wid(me);
+    let busy: HashSet<ShardId> = busy.iter().map(|n| sid(*n)).collect();
+    plan(
+        memory,
+        &settings(),
+        &View {
+            me: &me,
+            leases,
+            workers,
+            busy: &busy,
+            cooling: &HashSet::new(),
+            now,
+        },
+    )
+}
+
+fn ids(leases: &[Lease]) -> Vec<ShardId> {
+    leases.iter().map(|l| l.shard_id.clone()).collect()
+}
+
+#[test]
+fn free_leases_are_taken_up_to_a_fair_share() {
+    let leases: Vec<Lease> = (0..6).map(|n| lease(n, None)).collect();
+    let plan = run(
+        &mut Memory::default(),
+        "a",
+        &leases,
+        &heartbeats(&["a", "b", "c"]),
+        &[],
+        Instant::now(),
+    );
+    assert_eq!(ids(&plan.take), vec![sid(0), sid(1)]);
+    assert!(plan.force.is_empty() && plan.request_handoff.is_empty());
+}
+
+#[test]
+fn a_live_lease_of_a_peer_is_not_taken_until_expired() {
+    let leases = vec![lease(0, Some("b"))];
+    let workers = heartbeats(&["a", "b"]);
+    let mut memory = Memory::default();
+    let t0 = Instant::now();
+    assert!(
+        run(&mut memory, "a", &leases, &workers, &[], t0)
+            .take
+            .is_empty()
+    );
+    // The counter did not move for less than a lease duration: still live.
+    let soon = t0 + Duration::from_secs(9);
+    assert!(
+        run(&mut memory, "a", &leases, &workers, &[], soon)
+            .take
+            .is_empty()
+    );
+    let later = t0 + Duration::from_secs(10);
+    assert_eq!(
+        ids(&run(&mut memory, "a", &leases, &workers, &[], later).take),
+        vec![sid(0)]
+    );
+}
+
+#[test]
+fn a_lease_with_a_consumer_here_is_never_taken_again() {
+    // Freed by an admin reset while its old consumer is still ending.
+    let leases = vec![lease(0, None), lease(1, Some("a"))];
+    let plan = run(
+        &mut Memory::default(),
+        "a",
+        &leases,
+        &heartbeats(&["a"]),
+        &[0, 1],
+        Instant::now(),
+    );
+    assert!(plan.take.is_empty(), "{plan:?}");
+}
+
+#[test]
+fn a_lease_listed_as_ours_without_a_consumer_is_re_taken() {
+    let leases = vec![lease(0, Some("a"))];
+    let plan = run(
+        &mut Memory::default(),
+        "a",
+        &leases,
+        &heartbeats(&["a"]),
+        &[],
+        Instant::now(),
+    );
+    assert_eq!(ids(&plan.take), vec![sid(0)]);
+}
+
+#[test]
+fn an_overdue_hand_off_is_forced_once_and_then_forgotten() {
+    let donor_lease = lease(0, Some("b"));
+    let leases = vec![
+        donor_lease.clone(),
+        lease(1, Some("b")),
+        lease(2, Some("b")),
+    ];
+    let workers = heartbeats(&["a", "b"]);
+    let mut memory = Memory::default();
+    let t0 = Instant::now();
+    memory.requested(&donor_lease, t0);
+    let soon = run(
+        &mut memory,
+        "a",
+        &leases,
+        &workers,
+        &[],
+        t0 + Duration::from_secs(39),
+    );
+    assert!(soon.force.is_empty());
+    let due = t0 + Duration::from_secs(40);
+    let plan = run(&mut memory, "a", &leases, &workers, &[], due);
+    assert_eq!(ids(&plan.force), vec![sid(0)]);
+    assert!(
+        !plan.take.iter().any(|l| l.shard_id == sid(0)),
+        "planned twice"
+    );
+    assert_eq!(memory.pending(), 0);
+}
+
+#[test]
+fn a_stale_request_of_ours_may_be_asked_again() {
+    let mut asked = lease(0, Some("b"));
+    asked.handoff_to = Some(wid("a"));
+    let leases = vec![asked, lease(1, Some("b")), lease(2, Some("b"))];
+    let plan = run(
+        &mut Memory::default(),
+        "a",
+        &leases,
+        &heartbeats(&["a", "b"]),
+        &[],
+        Instant::now(),
+    );
+    assert_eq!(plan.request_handoff.len(), 1);
+}
+
+#[test]
+fn finished_parents_are_deleted_only_once_every_child_checkpointed() {
+    let mut parent = lease(0, None).with_children([sid(1), sid(2)]);
+    parent.checkpoint = ExtendedSequenceNumber::ShardEnd;
+    let mut c1 = lease(1, Some("a"));
+    c1.checkpoint = ExtendedSequenceNumber::at(5u128.into(), 0);
+    let mut c2 = lease(2, Some("a"));
+    c2.generation = 3; // taken, but nothing checkpointed yet
+    let leases = vec![parent.clone(), c1.clone(), c2.clone()];
+    let plan = run(
+        &mut Memory::default(),
+        "a",
+        &leases,
+        &heartbeats(&["a"]),
+        &[1, 2],
+        Instant::now(),
+    );
+    assert!(plan.delete.is_empty());
+    c2.checkpoint = ExtendedSequenceNumber::ShardEnd;
+    let plan = run(
+        &mut Memory::default(),
+        "a",
+        &[parent, c1, c2],
+        &heartbeats(&["a"]),
+        &[1, 2],
+        Instant::now(),
+    );
+    assert_eq!(plan.delete, vec![sid(0)]);
+}
+
+/// A fleet sharing an in-memory table with the store's CAS rules.
+struct Fleet {
+    table: BTreeMap<ShardId, Lease>,
+    workers: Vec<(WorkerId, Memory, HashSet<ShardId>)>,
+    now: Instant,
+}
+
+impl Fleet {
+    fn new(shards: usize) -> Self {
+        Fleet {
+            table: (0..shards).map(|n| (sid(n), lease(n, None))).collect(),
+            workers: Vec::new(),
+            now: Instant::now(),
+        }
+    }
+
+    fn join(&mut self, name: &str) {
+        self.workers
+            .push((wid(name), Memory::default(), HashSet::new()));
+    }
+
+    fn heartbeats(&self, round: u64) -> Vec<WorkerHeartbeat> {
+        self.workers
+            .iter()
+            .map(|(w, _, _)| WorkerHeartbeat {
+                worker_id: w.clone(),
+                counter: round,
+            })
+            .collect()
+    }
+
+    /// One taker round: each worker in turn renews (honouring hand-off
+    /// requests as its renewer would), lists, plans and executes.
+    fn round(&mut self, round: u64) -> Result<(), TestCaseError> {
+        self.now += SCAN;
+        let beats = self.heartbeats(round);
+        for i in 0..self.workers.len() {
+            let me = self.workers[i].0.clone();
+            for shard in self.workers[i].2.clone() {
+                let l = self.table.get_mut(&shard).unwrap();
+                prop_assert!(l.is_owned_by(&me), "a consumer runs on a lease it lost");
+                l.counter += 1;
+                if let Some(to) = l.handoff_to.take() {
+                    l.owner = Some(to);
+                    l.generation += 1;
+                    self.workers[i].2.remove(&shard);
+                }
+            }
+            let leases: Vec<Lease> = self.table.values().cloned().collect();
+            let (me, memory, busy) = &mut self.workers[i];
+            let plan = plan(
+                memory,
+                &settings(),
+                &View {
+                    me,
+                    leases: &leases,
+                    workers: &beats,
+                    busy,
+                    cooling: &HashSet::new(),
+                    now: self.now,
+                },
+            );
+            let mut planned = HashSet::new();
+            for l in plan.take.iter().chain(&plan.force) {
+                prop_assert!(
+                    planned.insert(l.shard_id.clone()),
+                    "two takes of {}",
+                    l.shard_id
+                );
+            }
+            for l in &plan.take {
+                // Every peer renews each round: nothing is expired.
+                prop_assert!(
+                    l.owner.is_none() || l.is_owned_by(me),
+                    "took a live lease: {l:?}"
+                );
+            }
+            for l in plan.take.iter().chain(&plan.force) {
+                let stored = self.table.get_mut(&l.shard_id).unwrap();
+                if stored.counter == l.counter && stored.generation == l.generation {
+                    stored.owner = Some(me.clone());
+                    stored.counter += 1;
+                    stored.generation += 1;
+                    stored.handoff_to = None;
+                    busy.insert(l.shard_id.clone());
+                    memory.taken(&l.shard_id);
+                }
+            }
+            for l in &plan.request_handoff {
+                let stored = self.table.get_mut(&l.shard_id).unwrap();
+                if stored.owner == l.owner && stored.generation == l.generation {
+                    stored.handoff_to = Some(me.clone());
+                    memory.requested(l, self.now);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn loads(&self) -> Vec<usize> {
+        self.workers
+            .iter()
+            .map(|(w, _, _)| self.table.values().filter(|l| l.is_owned_by(w)).count())
+            .collect()
+    }
+
+    fn balanced(&self) -> bool {
+        let loads = self.loads();
+        let all_owned = self.table.values().all(|l| l.owner.is_some());
+        all_owned && loads.iter().max().unwrap() - loads.iter().min().unwrap() <= 1
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// A fleet starting together on free leases is balanced after two
+    /// rounds; so is one that a worker joins. No round plans two takes of
+    /// one lease or takes a live lease that was not offered.
+    #[test]
+    fn balanced_within_two_rounds(workers in 1usize..12, shards in 0usize..300) {
+        let mut fleet = Fleet::new(shards);
+        for w in 0..workers {
+            fleet.join(&format!("w{w}"));
+        }
+        fleet.round(1)?;
+        fleet.round(2)?;
+        prop_assert!(fleet.balanced(), "after two rounds: {:?}", fleet.loads());
+        fleet.join("joiner");
+        fleet.round(3)?;
+        fleet.round(4)?;
+        prop_assert!(fleet.balanced(), "two rounds after a join: {:?}", fleet.loads());
+        for round in 5..8 {
+            fleet.round(round)?;
+            prop_assert!(fleet.balanced(), "stays balanced: {:?}", fleet.loads());
+        }
+    }
+}
+
+#[test]
+fn a_joiner_is_balanced_within_two_rounds_for_1024_shards() {
+    for workers in [1, 3, 7, 15] {
+        let mut fleet = Fleet::new(1024);
+        for w in 0..workers {
+            fleet.join(&format!("w{w}"));
+        }
+        fleet.round(1).unwrap();
+        fleet.round(2).unwrap();
+        fleet.join("joiner");
+        fleet.round(3).unwrap();
+        fleet.round(4).unwrap();
+        assert!(fleet.balanced(), "{workers} + 1: {:?}", fleet.loads());
+    }
+}

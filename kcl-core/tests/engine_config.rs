@@ -1,0 +1,78 @@
+#![cfg(feature = "testkit")]
+//! Configuration bounds (issue 11, paths 9, 10 and 14): every setting
+//! that would make the engine panic at run time, or force hand-offs before
+//! an owner can see them, is refused by `build()` with `Error::Config`.
+
+mod engine_common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use engine_common::*;
+use kcl_core::testkit::FakeStream;
+use kcl_core::{Error, Worker};
+
+fn config_error(r: kcl_core::Result<impl Sized>) -> String {
+    match r {
+        Err(Error::Config(msg)) => msg,
+        Err(e) => panic!("not a config error: {e}"),
+        Ok(_) => panic!("accepted"),
+    }
+}
+
+fn full() -> kcl_core::WorkerBuilder<impl kcl_core::ProcessorFactory> {
+    Worker::builder()
+        .lease_store(store())
+        .source(Arc::new(FakeStream::new(1)))
+        .process_with(|_| async { Ok(()) })
+}
+
+#[test]
+fn the_default_forced_hand_off_waits_like_java() {
+    let worker = full().build().unwrap();
+    let config = worker.config();
+    assert!(
+        config.handoff_timeout >= config.lease_duration + Duration::from_secs(30),
+        "{:?}",
+        config.handoff_timeout
+    );
+}
+
+#[test]
+fn a_hand_off_timeout_within_a_renew_interval_is_refused() {
+    let msg = config_error(
+        full()
+            .renew_interval(Duration::from_secs(2))
+            .handoff_timeout(Duration::from_secs(2))
+            .build(),
+    );
+    assert!(msg.contains("handoff_timeout"), "{msg}");
+}
+
+#[test]
+fn a_zero_shutdown_grace_is_refused() {
+    let msg = config_error(full().shutdown_grace(Duration::ZERO).build());
+    assert!(msg.contains("shutdown_grace"), "{msg}");
+}
+
+#[test]
+fn durations_that_would_overflow_the_clock_are_refused() {
+    for (name, build) in [
+        (
+            "shutdown_grace",
+            full().shutdown_grace(Duration::MAX).build(),
+        ),
+        ("scan_interval", full().scan_interval(Duration::MAX).build()),
+        (
+            "lease_duration",
+            full().lease_duration(Duration::MAX).build(),
+        ),
+        (
+            "shard_sync_interval",
+            full().shard_sync_interval(Duration::MAX).build(),
+        ),
+    ] {
+        let msg = config_error(build);
+        assert!(msg.contains(name), "{name}: {msg}");
+    }
+}
