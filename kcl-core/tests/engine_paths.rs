@@ -127,13 +127,32 @@ async fn an_owner_cut_off_from_the_store_stops_before_a_peer_takes() {
     let store = store();
     let recorder = Recorder::new();
     let cut_off = PausableLeaseStore::new(store.clone());
-    let z = spawn_worker("z", Arc::new(cut_off.clone()), &stream, &recorder);
+    // A renew interval that does not divide the lease duration, as on a
+    // real clock where ticks never land exactly on it.
+    let spawn = |id: &str, store: Arc<dyn LeaseStore>| {
+        let worker = Worker::builder()
+            .worker_id(id)
+            .lease_store(store)
+            .source(Arc::new(stream.clone()))
+            .lease_duration(LEASE)
+            .renew_interval(LEASE * 2 / 5)
+            .processor(recorder.factory(id))
+            .build()
+            .unwrap();
+        let cancel = CancellationToken::new();
+        Running {
+            id: id.to_string(),
+            cancel: cancel.clone(),
+            task: tokio::spawn(worker.run(cancel)),
+        }
+    };
+    let z = spawn("z", Arc::new(cut_off.clone()));
     let (stop_producer, producer) = producer(&stream, Duration::from_millis(20));
     wait_until("z to process", Duration::from_secs(10), || {
         recorder.count() > 10
     })
     .await;
-    let p = spawn_worker("p", store.clone(), &stream, &recorder);
+    let p = spawn("p", store.clone());
     tokio::time::sleep(Duration::from_secs(2)).await;
     cut_off.set_paused(true);
     let paused_at = Instant::now();
