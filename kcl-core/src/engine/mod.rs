@@ -1,31 +1,40 @@
 //! The engine: a [`Worker`] walks a stream's shards with a fleet of peers.
 //!
-//! A worker is a handful of concurrent loops inside [`Worker::run`]:
+//! Inside [`Worker::run`] one loop (the coordinator) owns the leases this
+//! worker holds, as plain local state, and `select!`s over cancellation,
+//! consumers ending, and three ticks; each store round trip is a future of
+//! its own, so a slow scan or sync never delays a renewal:
 //!
 //! - **shard sync** (at start and every `shard_sync_interval`): lists the
-//!   shards and creates missing leases, parents before children, with the
-//!   rules of the Java KCL's `HierarchicalShardSyncer` (a shard whose
-//!   parent is leased starts at TRIM_HORIZON; others at the initial
-//!   position; with LATEST, closed shards without a leased ancestor get no
-//!   lease; a shard with a leased descendant is never leased again);
-//! - **renewer** (every `renew_interval`): renews every held lease and sends
-//!   the worker's heartbeat. A renew refused with `Conflict` means the
-//!   lease was lost: that shard's consumer stops at once and its processor
-//!   gets `lease_lost`. If no renew of a lease succeeded for a whole lease
-//!   duration (store unreachable), the consumer stops too, since another
-//!   worker may take the lease. A renew that shows a `handoff_to` request
-//!   asks the consumer to hand the shard over;
-//! - **taker** (every `scan_interval`, about 500 ms): lists leases and
-//!   heartbeats, takes free and expired leases up to its share
-//!   (`ceil(unfinished leases / live workers)`), starts consumers for
-//!   leases handed to it, deletes finished leases whose children have all
-//!   started, and at most every `take_interval` asks the most loaded
-//!   workers to hand over several leases at once, until no worker holds
-//!   two more than another. A hand-off not done within `handoff_timeout` is
-//!   forced with a take;
+//!   leases, then the shards, and creates missing leases, parents before
+//!   children, with the rules of the Java KCL's `HierarchicalShardSyncer`
+//!   (a shard whose parent is leased starts at TRIM_HORIZON; others at the
+//!   initial position; with LATEST, closed shards without a leased
+//!   ancestor get no lease; a shard with a leased descendant is never
+//!   leased again; a merge child waits until each parent has a lease);
+//! - **renew** (every `renew_interval`): renews every held lease and sends
+//!   the heartbeat; the results come back to the loop. A renew refused
+//!   with `Conflict` means the lease was lost: that shard's consumer stops
+//!   and its processor gets `lease_lost`. Each held lease has a deadline,
+//!   the last successful renew *sent* plus nine tenths of a lease
+//!   duration: a peer cannot take the lease before a full lease duration
+//!   from then, so the consumer stops on its own timer before any peer can
+//!   take, and hands no batch to its processor after it. A renew that
+//!   shows a `handoff_to` request asks the consumer to hand the shard over;
+//! - **scan** (every `scan_interval`, about 500 ms): lists leases and
+//!   heartbeats and asks the pure planner (`taker::plan`) what to do: take
+//!   free and expired leases up to its share (`ceil(unfinished leases /
+//!   live workers)`), re-take leases listed as this worker's that have no
+//!   consumer here (so the generation moves), ask the most loaded workers
+//!   to hand over several leases at once (at most every `take_interval`)
+//!   until no worker holds two more than another, force a hand-off not
+//!   done within `handoff_timeout`, and delete finished leases whose
+//!   children all checkpointed. A shard with a consumer here (running or
+//!   still ending) is never taken again until that consumer ended;
 //! - **consumers**: one task per held lease (see the processor life cycle
 //!   in [`crate::processor`]), each fed by a prefetch task bounded by
-//!   records and bytes.
+//!   records and bytes. Its `Outcome` is the one end signal; a consumer
+//!   that panicked backs its shard off here with a doubling delay.
 //!
 //! Expiry never compares clocks across hosts: the taker remembers, per
 //! lease, the `(counter, generation)` pair it last saw and when (on its own
@@ -34,9 +43,11 @@
 //! counter moves the same way.
 //!
 //! Cancelling the token given to [`Worker::run`] shuts down gracefully:
-//! taking stops, every processor gets `shutdown_requested` (and
-//! checkpoints), every lease is released to nobody so peers take it within
-//! a scan interval, and the heartbeat is removed. Dropping or aborting the
+//! taking stops, the heartbeat is removed, every processor gets
+//! `shutdown_requested` (and checkpoints) while renewals go on, and every
+//! lease is released to nobody so peers take it within a scan interval;
+//! after `shutdown_grace` what is left is abandoned, and every store call
+//! is bounded. Dropping or aborting the
 //! `run` future stops everything at once, as a crash would.
 //!
 //! [`SingleConsumer`] is the simple alternative for one process: it needs
