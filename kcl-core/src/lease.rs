@@ -47,6 +47,18 @@ pub struct Lease {
 }
 
 impl Lease {
+    /// The generation `take_lease` gives a lease whose generation is 0 (one
+    /// never taken: just created, or re-created after a delete): a random
+    /// multiple of 2^32 between 2^32 and 2^62. Every other ownership change
+    /// adds one. So a re-created lease's (owner, generation) does not
+    /// repeat one that a zombie of its previous life may still hold (the
+    /// chance that two lives share an epoch is 2^-30), and the value stays
+    /// below `i64::MAX` for stores with signed 64-bit integers.
+    pub fn random_generation_epoch() -> u64 {
+        let epoch: u64 = rand::random_range(1..(1u64 << 30));
+        epoch << 32
+    }
+
     /// A new, unowned lease for `shard_id` starting at `checkpoint`, with
     /// both counters at zero and no lineage.
     pub fn new(shard_id: ShardId, checkpoint: ExtendedSequenceNumber) -> Self {

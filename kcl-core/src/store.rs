@@ -62,7 +62,11 @@ pub trait CheckpointStore: Send + Sync + std::fmt::Debug {
 /// (other fenced writes may increase it too, as Java KCL's checkpoint
 /// does); `request_handoff` leaves it alone. `generation` increases on
 /// `take_lease`, `release_lease` and `reset_checkpoint`, and on nothing
-/// else. Neither ever decreases.
+/// else. Neither ever decreases. A take of a lease whose generation is 0
+/// (never taken: new, or re-created after `delete_lease`) sets it to
+/// [`Lease::random_generation_epoch`] instead of 1, so a re-created
+/// lease's fence does not repeat. A counter at `u64::MAX` is an error,
+/// never a wrap to 0 and never a panic.
 ///
 /// **Fencing.** The methods that take a `held: &Lease` (`renew_lease`,
 /// `release_lease`, `update_checkpoint`, `prepare_checkpoint`,
@@ -120,7 +124,8 @@ pub trait LeaseStore: Send + Sync + std::fmt::Debug {
 
     /// Take the lease for `new_owner`, if its `counter` and `generation`
     /// still equal `observed`'s. On success: `owner = new_owner`,
-    /// `counter + 1`, `generation + 1`, `handoff_to` cleared, and
+    /// `counter + 1`, `generation + 1` (or a random epoch from 0, see
+    /// *Counters*), `handoff_to` cleared, and
     /// `owner_switches_since_checkpoint + 1` when the lease had another
     /// owner (as Java KCL counts: taking a free lease is not a switch).
     /// Returns the lease as stored after the write.

@@ -1,5 +1,5 @@
 //! Checkpoints: the fenced, never-backwards checkpoint and prepare under a
-//! lease, and [`CheckpointStore`] for a single-process consumer.
+//! lease, and [`CheckpointStore`](kcl_core::CheckpointStore) for a single-process consumer.
 //!
 //! DynamoDB conditions compare strings as strings, and real sequence
 //! numbers are 56-digit decimals, so the order is decided in Rust
@@ -18,19 +18,15 @@
 //! used to refuse a checkpoint: a position below it is judged on a fresh
 //! read.
 //!
-//! [`CheckpointStore`] keeps its checkpoints in the same lease table, as
+//! [`CheckpointStore`](kcl_core::CheckpointStore) keeps its checkpoints in the same lease table, as
 //! ordinary unowned leases (`checkpoint`, `checkpointSubSequenceNumber`),
 //! so a single-process consumer can later grow into a fleet, Rust or Java,
 //! without moving its checkpoints. Its writes are conditional on the
 //! checkpoint read only (no lease is held).
 
-use async_trait::async_trait;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
-use kcl_core::{
-    CheckpointStore, Error, ExtendedSequenceNumber, Lease, LeaseStore, PendingCheckpoint, Result,
-    ShardId,
-};
+use kcl_core::{Error, ExtendedSequenceNumber, Lease, PendingCheckpoint, Result, ShardId};
 
 use crate::error::malformed;
 use crate::expr::Update;
@@ -156,16 +152,20 @@ impl DynamoStore {
     }
 }
 
-#[async_trait]
-impl CheckpointStore for DynamoStore {
-    async fn get_checkpoint(&self, shard_id: &ShardId) -> Result<Option<ExtendedSequenceNumber>> {
+/// The [`CheckpointStore`](kcl_core::CheckpointStore) side (the trait impl
+/// in `store.rs` calls these).
+impl DynamoStore {
+    pub(crate) async fn stored_checkpoint(
+        &self,
+        shard_id: &ShardId,
+    ) -> Result<Option<ExtendedSequenceNumber>> {
         match self.get_item(shard_id).await? {
             Some(item) => Ok(Some(self.parse(&item)?.checkpoint)),
             None => Ok(None),
         }
     }
 
-    async fn set_checkpoint(
+    pub(crate) async fn store_checkpoint(
         &self,
         shard_id: &ShardId,
         checkpoint: &ExtendedSequenceNumber,
@@ -178,7 +178,7 @@ impl CheckpointStore for DynamoStore {
                     Some(item) => item,
                     None => {
                         let lease = Lease::new(shard_id.clone(), checkpoint.clone());
-                        if self.create_lease_if_absent(&lease).await? {
+                        if self.create(&lease).await? {
                             return Ok(());
                         }
                         continue; // someone created it first: judge against theirs

@@ -4,17 +4,23 @@ use std::fmt;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
 use kcl_core::store_url::{StoreOptions, StoreUrl};
 use kcl_core::{ApplicationName, Error, Result};
 
 use crate::store::DynamoStore;
 use crate::table::{TableSpec, ensure_table};
 
+/// Default bound on one attempt of a request ([`DynamoStoreBuilder::attempt_timeout`]).
+pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Default bound on a request with all its retries ([`DynamoStoreBuilder::operation_timeout`]).
+pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Suffix of the worker-heartbeat table's default name.
 pub const HEARTBEAT_TABLE_SUFFIX: &str = "-WorkerHeartbeats";
 
 /// The settings [`DynamoStoreBuilder::from_map`] knows.
-const KNOWN: [&str; 8] = [
+const KNOWN: [&str; 10] = [
     "url",
     "table",
     "application",
@@ -23,6 +29,8 @@ const KNOWN: [&str; 8] = [
     "heartbeat_table",
     "create_tables",
     "table_active_timeout",
+    "attempt_timeout",
+    "operation_timeout",
 ];
 
 /// How a table the store creates is billed.
@@ -53,6 +61,8 @@ pub enum TableCapacity {
 /// | [`capacity`](Self::capacity) | on-demand |
 /// | [`create_tables_if_absent`](Self::create_tables_if_absent) | `true` |
 /// | [`table_active_timeout`](Self::table_active_timeout) | 5 minutes |
+/// | [`attempt_timeout`](Self::attempt_timeout) | 2 s (or the given client's own) |
+/// | [`operation_timeout`](Self::operation_timeout) | 5 s (or the given client's own) |
 ///
 /// `Debug` never shows credentials: the client is printed as whether one
 /// was given, nothing more.
@@ -72,6 +82,8 @@ pub struct DynamoStoreBuilder {
     capacity: TableCapacity,
     create_tables: Option<bool>,
     active_timeout: Option<Duration>,
+    attempt_timeout: Option<Duration>,
+    operation_timeout: Option<Duration>,
 }
 
 impl fmt::Debug for DynamoStoreBuilder {
@@ -86,6 +98,8 @@ impl fmt::Debug for DynamoStoreBuilder {
             .field("capacity", &self.capacity)
             .field("create_tables", &self.create_tables)
             .field("active_timeout", &self.active_timeout)
+            .field("attempt_timeout", &self.attempt_timeout)
+            .field("operation_timeout", &self.operation_timeout)
             .finish()
     }
 }
@@ -150,6 +164,23 @@ impl DynamoStoreBuilder {
         self
     }
 
+    /// Bound on one attempt of a request (the SDK retries a timed-out
+    /// attempt within the operation timeout). Default 2 s, or the given
+    /// [`client`](Self::client)'s own if it has one: a renew must be
+    /// able to fail and retry well inside a third of the lease duration.
+    pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.attempt_timeout = Some(timeout);
+        self
+    }
+
+    /// Bound on a request with all its retries; past it the call fails
+    /// with the retryable [`Error::Unavailable`], never hangs. Default 5 s,
+    /// or the given [`client`](Self::client)'s own if it has one.
+    pub fn operation_timeout(mut self, timeout: Duration) -> Self {
+        self.operation_timeout = Some(timeout);
+        self
+    }
+
     /// How long to wait for a table to become ACTIVE. Default: 5 minutes.
     pub fn table_active_timeout(mut self, timeout: Duration) -> Self {
         self.active_timeout = Some(timeout);
@@ -180,8 +211,8 @@ impl DynamoStoreBuilder {
 
     /// A builder from key/value settings: `url` (a `dynamodb://` URL, whose
     /// table and options are read as below), `table`, `application`,
-    /// `region`, `endpoint`, `heartbeat_table`, `create_tables` and
-    /// `table_active_timeout`. See [`from_url`](Self::from_url). Unknown
+    /// `region`, `endpoint`, `heartbeat_table`, `create_tables`,
+    /// `table_active_timeout`, `attempt_timeout` and `operation_timeout`. See [`from_url`](Self::from_url). Unknown
     /// keys are an [`Error::Config`].
     pub fn from_map<K, V>(pairs: impl IntoIterator<Item = (K, V)>) -> Result<Self>
     where
@@ -211,6 +242,8 @@ impl DynamoStoreBuilder {
         builder.heartbeat_table_name = options.take("heartbeat_table");
         builder.create_tables = options.take_bool("create_tables")?;
         builder.active_timeout = options.take_duration("table_active_timeout")?;
+        builder.attempt_timeout = options.take_duration("attempt_timeout")?;
+        builder.operation_timeout = options.take_duration("operation_timeout")?;
         options.finish(&KNOWN)?;
         Ok(builder)
     }
@@ -253,10 +286,21 @@ impl DynamoStoreBuilder {
                 "provisioned capacity must be at least 1 read and 1 write unit, got {read_capacity_units} / {write_capacity_units}"
             )));
         }
+        for (name, timeout) in [
+            ("attempt_timeout", self.attempt_timeout),
+            ("operation_timeout", self.operation_timeout),
+        ] {
+            if timeout.is_some_and(|t| t.is_zero()) {
+                return Err(Error::Config(format!(
+                    "DynamoStore {name} must not be zero"
+                )));
+            }
+        }
         let client = match self.client {
             Some(client) => client,
             None => default_client(self.endpoint_url, self.region).await,
         };
+        let client = with_timeouts(client, self.attempt_timeout, self.operation_timeout);
         let create_if_absent = self.create_tables.unwrap_or(true);
         let active_timeout = self.active_timeout.unwrap_or(Duration::from_secs(300));
         for (name, hash_key) in [
@@ -282,6 +326,33 @@ impl DynamoStoreBuilder {
             heartbeat_table,
         ))
     }
+}
+
+/// `client` with a per-attempt and a per-operation timeout: the ones asked
+/// for, else the client's own, else the defaults.
+fn with_timeouts(client: Client, attempt: Option<Duration>, operation: Option<Duration>) -> Client {
+    let own = client.config().timeout_config().cloned();
+    let attempt = attempt
+        .or_else(|| own.as_ref().and_then(|t| t.operation_attempt_timeout()))
+        .unwrap_or(DEFAULT_ATTEMPT_TIMEOUT);
+    let operation = operation
+        .or_else(|| own.as_ref().and_then(|t| t.operation_timeout()))
+        .unwrap_or(DEFAULT_OPERATION_TIMEOUT);
+    let mut timeouts = TimeoutConfig::builder()
+        .operation_attempt_timeout(attempt)
+        .operation_timeout(operation);
+    if let Some(connect) = own.as_ref().and_then(|t| t.connect_timeout()) {
+        timeouts = timeouts.connect_timeout(connect);
+    }
+    if let Some(read) = own.as_ref().and_then(|t| t.read_timeout()) {
+        timeouts = timeouts.read_timeout(read);
+    }
+    let config = client
+        .config()
+        .to_builder()
+        .timeout_config(timeouts.build())
+        .build();
+    Client::from_conf(config)
 }
 
 /// DynamoDB's table-name rules are the application name's.

@@ -14,7 +14,8 @@
 //!   numbers, so the order is decided in Rust and the write only checks
 //!   that nothing moved since);
 //! - every update also requires `attribute_exists(leaseKey)`, so an update
-//!   never creates an item.
+//!   never creates an item, and no `entityType` other than `LEASE`, so it
+//!   never touches one of Java KCL 3.5's items that are not leases.
 
 use std::collections::HashMap;
 
@@ -23,8 +24,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use kcl_core::WorkerId;
 
 use crate::item::{
-    CHECKPOINT, CHECKPOINT_OWNER, CHECKPOINT_SUB, GENERATION, LEASE_COUNTER, LEASE_KEY,
-    LEASE_OWNER, RawCheckpoint, n, s,
+    CHECKPOINT, CHECKPOINT_OWNER, CHECKPOINT_SUB, ENTITY_LEASE, ENTITY_TYPE, GENERATION,
+    LEASE_COUNTER, LEASE_KEY, LEASE_OWNER, RawCheckpoint, n, s,
 };
 
 /// One conditional `UpdateItem`'s expressions.
@@ -39,11 +40,16 @@ pub(crate) struct Update {
 }
 
 impl Update {
-    /// An update of an item that must exist.
+    /// An update of an item that must exist and be a lease (not one of
+    /// Java KCL 3.5's other items that share the table).
     pub(crate) fn existing() -> Self {
         let mut u = Update::default();
         let key = u.name(LEASE_KEY);
-        u.conditions.push(format!("attribute_exists({key})"));
+        let entity = u.name(ENTITY_TYPE);
+        let lease = u.value(s(ENTITY_LEASE));
+        u.conditions.push(format!(
+            "attribute_exists({key}) AND (attribute_not_exists({entity}) OR {entity} = {lease})"
+        ));
         u
     }
 
@@ -193,14 +199,16 @@ mod tests {
             .remove(CHECKPOINT_OWNER);
         assert_eq!(
             u.update_expression(),
-            "SET #leaseOwner = :v2 ADD #leaseCounter :v3 REMOVE #checkpointOwner"
+            "SET #leaseOwner = :v3 ADD #leaseCounter :v4 REMOVE #checkpointOwner"
         );
         assert_eq!(
             u.condition_expression().unwrap(),
-            "attribute_exists(#leaseKey) AND #leaseCounter = :v0 AND \
-             (attribute_not_exists(#kclrsGeneration) OR #kclrsGeneration = :v1)"
+            "attribute_exists(#leaseKey) AND (attribute_not_exists(#entityType) OR #entityType = :v0) \
+             AND #leaseCounter = :v1 AND \
+             (attribute_not_exists(#kclrsGeneration) OR #kclrsGeneration = :v2)"
         );
-        assert_eq!(u.values[":v0"], n(3));
+        assert_eq!(u.values[":v0"], s("LEASE"));
+        assert_eq!(u.values[":v1"], n(3));
     }
 
     #[test]

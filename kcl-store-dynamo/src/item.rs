@@ -17,8 +17,10 @@
 //! | `childShardIds` | SS | both | children; absent when none |
 //! | `startingHashKey`, `endingHashKey` | S | both | the shard's hash key range, decimal |
 //! | `checkpointOwner` | S | Java 3.x | during a Java graceful hand-off, the worker still processing (read; removed by our take, release and reset) |
+//! | `entityType` | S | Java 3.5 | absent or `LEASE` on a lease; any other value (worker metrics, `Leader`, migration markers, stream entries) marks an item that is not a lease, which this store never reads as one nor writes |
 //! | `kclrsGeneration` | N | kcl (Rust) | fencing generation; absent (Java-written item) reads as 0 |
 //! | `kclrsHandoffTo` | S | kcl (Rust) | worker a hand-off was requested to |
+//! | `kclrsCreateToken` | S | kcl (Rust) | random token of the create that made the item (tells a retried create that it succeeded) |
 //!
 //! Java KCL ignores attributes it does not know, so the two `kclrs*`
 //! attributes survive Java's writes (Java never rewrites a whole item
@@ -76,10 +78,30 @@ pub const STARTING_HASH_KEY: &str = "startingHashKey";
 pub const ENDING_HASH_KEY: &str = "endingHashKey";
 /// Java 3.x graceful hand-off: the worker still processing.
 pub const CHECKPOINT_OWNER: &str = "checkpointOwner";
+/// Java KCL 3.5: what an item of the lease table is (`LEASE`, or one of
+/// the coordinator's own kinds: worker metrics, leader, migration state,
+/// stream entries). Absent on every lease Java 2.x-3.4 or we write.
+pub const ENTITY_TYPE: &str = "entityType";
+/// The [`ENTITY_TYPE`] of a lease.
+pub const ENTITY_LEASE: &str = "LEASE";
 /// Ours: the fencing generation.
 pub const GENERATION: &str = "kclrsGeneration";
+/// Ours: a random token of the call that created the item, so a create
+/// the SDK retried after it succeeded still reports that it created it.
+pub const CREATE_TOKEN: &str = "kclrsCreateToken";
 /// Ours: the worker a hand-off was requested to.
 pub const HANDOFF_TO: &str = "kclrsHandoffTo";
+
+/// Whether `item` is a lease: no `entityType`, or `entityType = LEASE`,
+/// as Java KCL 3.5's `fromDynamoRecord` reads the table (it skips every
+/// other kind).
+pub(crate) fn is_lease_item(item: &Item) -> bool {
+    match item.get(ENTITY_TYPE) {
+        None | Some(AttributeValue::Null(_)) => true,
+        Some(AttributeValue::S(kind)) => kind == ENTITY_LEASE,
+        Some(_) => false,
+    }
+}
 
 pub(crate) fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())

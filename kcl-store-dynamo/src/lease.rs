@@ -20,20 +20,19 @@
 //! also requires the observed owner, which only matters if a Java 3.x
 //! graceful hand-off changed `leaseOwner` without moving the counter.
 
-use async_trait::async_trait;
-use kcl_core::{
-    Error, ExtendedSequenceNumber, Lease, LeaseStore, PendingCheckpoint, Result, ShardId,
-    WorkerHeartbeat, WorkerId,
-};
+use kcl_core::{Error, ExtendedSequenceNumber, Lease, Result, ShardId, WorkerId};
 
-use crate::checkpoint::CheckpointWrite;
-use crate::error::{STORE, map_sdk};
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::{ReturnConsumedCapacity, ReturnValuesOnConditionCheckFailure};
+
+use crate::error::{Kind, STORE, kind, malformed, map_sdk};
 use crate::expr::Update;
 use crate::item::{
-    CHECKPOINT, CHECKPOINT_OWNER, CHECKPOINT_SUB, CHILDREN, GENERATION, HANDOFF_TO, LEASE_COUNTER,
-    LEASE_KEY, LEASE_OWNER, OWNER_SWITCHES, PENDING, PENDING_STATE, PENDING_SUB, lease_to_item, n,
-    s, shard_set,
+    CHECKPOINT, CHECKPOINT_OWNER, CHECKPOINT_SUB, CHILDREN, CREATE_TOKEN, GENERATION, HANDOFF_TO,
+    LEASE_COUNTER, LEASE_KEY, LEASE_OWNER, OWNER_SWITCHES, PENDING, PENDING_STATE, PENDING_SUB,
+    lease_to_item, n, s, shard_set,
 };
+use crate::requests::record_capacity;
 use crate::store::{DynamoStore, Outcome, conflict};
 
 /// The owner a fenced write is made for; a `held` without one never holds.
@@ -51,6 +50,30 @@ fn fenced_update(held: &Lease) -> Result<Update> {
     Ok(update)
 }
 
+/// `value + 1`, or a [`Error::Generic`] (corrupt or exhausted stored data)
+/// when `value` is `u64::MAX`: a counter never wraps to 0, and never
+/// panics.
+fn next(shard_id: &ShardId, what: &str, value: u64) -> Result<u64> {
+    value.checked_add(1).ok_or_else(|| {
+        malformed(
+            "lease table",
+            shard_id.as_str(),
+            format!("{what} is at u64::MAX"),
+        )
+    })
+}
+
+/// The generation a take sets: `generation + 1`, except that a lease never
+/// taken before (generation 0: just created, or re-created after a delete)
+/// jumps to a random epoch, so a re-created lease's (owner, generation)
+/// never repeats one a zombie of its previous life may still hold.
+fn next_generation(shard_id: &ShardId, generation: u64) -> Result<u64> {
+    if generation == 0 {
+        return Ok(kcl_core::Lease::random_generation_epoch());
+    }
+    next(shard_id, "kclrsGeneration", generation)
+}
+
 impl DynamoStore {
     /// Run a fenced update; `Conflict` or `NotFound` when it lost.
     async fn fenced(&self, held: &Lease, update: Update) -> Result<Lease> {
@@ -65,27 +88,50 @@ impl DynamoStore {
     }
 }
 
-#[async_trait]
-impl LeaseStore for DynamoStore {
-    async fn create_lease_if_absent(&self, lease: &Lease) -> Result<bool> {
+/// The lease writes, one per [`LeaseStore`](kcl_core::LeaseStore) method
+/// (the trait impl in `store.rs` calls these).
+impl DynamoStore {
+    pub(crate) async fn create(&self, lease: &Lease) -> Result<bool> {
+        // A token of this call rides in the item: when the SDK retries a
+        // put whose first attempt was applied (a timeout, a lost reply),
+        // the retry fails its condition, and the token in the stored item
+        // tells that this call created it after all.
+        let token = format!("{:032x}", rand::random::<u128>());
+        let mut item = lease_to_item(lease);
+        item.insert(CREATE_TOKEN.into(), s(&token));
         let result = self
             .inner
             .client
             .put_item()
             .table_name(self.table())
-            .set_item(Some(lease_to_item(lease)))
+            .set_item(Some(item))
             .condition_expression("attribute_not_exists(#k)")
             .expression_attribute_names("#k", LEASE_KEY)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await;
         match result {
-            Ok(_) => Ok(true),
-            Err(e) if crate::error::kind(&e) == crate::error::Kind::ConditionFailed => Ok(false),
+            Ok(out) => {
+                record_capacity("PutItem", out.consumed_capacity());
+                Ok(true)
+            }
+            Err(e) if kind(&e) == Kind::ConditionFailed => {
+                let stored = match e.into_service_error() {
+                    PutItemError::ConditionalCheckFailedException(c) => c.item,
+                    _ => None,
+                };
+                let stored = match stored.filter(|i| !i.is_empty()) {
+                    Some(item) => Some(item),
+                    None => self.read_any_item(&lease.shard_id).await?,
+                };
+                Ok(stored.is_some_and(|item| item.get(CREATE_TOKEN) == Some(&s(&token))))
+            }
             Err(e) => Err(map_sdk(self.table(), e)),
         }
     }
 
-    async fn get_lease(&self, shard_id: &ShardId) -> Result<Option<Lease>> {
+    pub(crate) async fn get(&self, shard_id: &ShardId) -> Result<Option<Lease>> {
         match self.get_item(shard_id).await? {
             Some(item) => {
                 self.remember_checkpoint(shard_id, &item);
@@ -95,20 +141,22 @@ impl LeaseStore for DynamoStore {
         }
     }
 
-    async fn list_leases(&self) -> Result<Vec<Lease>> {
+    pub(crate) async fn list(&self) -> Result<Vec<Lease>> {
         self.scan_leases().await
     }
 
-    async fn take_lease(&self, observed: &Lease, new_owner: &WorkerId) -> Result<Lease> {
+    pub(crate) async fn take(&self, observed: &Lease, new_owner: &WorkerId) -> Result<Lease> {
         let mut update = Update::existing();
         update
             .counter_is(observed.counter)
             .generation_is(observed.generation)
             .owner_is(observed.owner.as_ref());
+        let counter = next(&observed.shard_id, "leaseCounter", observed.counter)?;
+        let generation = next_generation(&observed.shard_id, observed.generation)?;
         update
             .set(LEASE_OWNER, s(new_owner.as_str()))
-            .set(LEASE_COUNTER, n(observed.counter + 1))
-            .set(GENERATION, n(observed.generation + 1))
+            .set(LEASE_COUNTER, n(counter))
+            .set(GENERATION, n(generation))
             .remove(CHECKPOINT_OWNER)
             .remove(HANDOFF_TO);
         if observed.owner.as_ref().is_some_and(|o| o != new_owner) {
@@ -125,8 +173,8 @@ impl LeaseStore for DynamoStore {
                 // The SDK retried a take whose first attempt was applied
                 // (a timeout, say): what is stored is exactly our take.
                 if stored.owner.as_ref() == Some(new_owner)
-                    && stored.counter == observed.counter + 1
-                    && stored.generation == observed.generation + 1
+                    && stored.counter == counter
+                    && stored.generation == generation
                 {
                     return Ok(stored);
                 }
@@ -138,18 +186,19 @@ impl LeaseStore for DynamoStore {
         }
     }
 
-    async fn renew_lease(&self, held: &Lease) -> Result<Lease> {
+    pub(crate) async fn renew(&self, held: &Lease) -> Result<Lease> {
         let mut update = fenced_update(held)?;
         update.add(LEASE_COUNTER, 1);
         self.fenced(held, update).await
     }
 
-    async fn release_lease(&self, held: &Lease, to: Option<&WorkerId>) -> Result<()> {
+    pub(crate) async fn release(&self, held: &Lease, to: Option<&WorkerId>) -> Result<()> {
         let from = holder(held)?;
         let mut update = fenced_update(held)?;
+        let generation = next(&held.shard_id, "kclrsGeneration", held.generation)?;
         update
             .add(LEASE_COUNTER, 1)
-            .set(GENERATION, n(held.generation + 1))
+            .set(GENERATION, n(generation))
             .remove(CHECKPOINT_OWNER)
             .remove(HANDOFF_TO);
         match to {
@@ -168,27 +217,13 @@ impl LeaseStore for DynamoStore {
         self.fenced(held, update).await.map(drop)
     }
 
-    async fn request_handoff(&self, observed: &Lease, to: &WorkerId) -> Result<()> {
+    pub(crate) async fn handoff(&self, observed: &Lease, to: &WorkerId) -> Result<()> {
         let mut update = fenced_update(observed)?;
         update.set(HANDOFF_TO, s(to.as_str()));
         self.fenced(observed, update).await.map(drop)
     }
 
-    async fn update_checkpoint(
-        &self,
-        held: &Lease,
-        checkpoint: &ExtendedSequenceNumber,
-    ) -> Result<()> {
-        self.fenced_checkpoint(held, checkpoint, CheckpointWrite::Checkpoint)
-            .await
-    }
-
-    async fn prepare_checkpoint(&self, held: &Lease, pending: &PendingCheckpoint) -> Result<()> {
-        self.fenced_checkpoint(held, &pending.sequence, CheckpointWrite::Prepare(pending))
-            .await
-    }
-
-    async fn update_child_shard_ids(&self, held: &Lease, children: &[ShardId]) -> Result<()> {
+    pub(crate) async fn set_children(&self, held: &Lease, children: &[ShardId]) -> Result<()> {
         let mut update = fenced_update(held)?;
         match shard_set(children) {
             Some(set) => update.set(CHILDREN, set),
@@ -197,7 +232,7 @@ impl LeaseStore for DynamoStore {
         self.fenced(held, update).await.map(drop)
     }
 
-    async fn delete_lease(&self, shard_id: &ShardId) -> Result<()> {
+    pub(crate) async fn delete(&self, shard_id: &ShardId) -> Result<()> {
         self.inner
             .client
             .delete_item()
@@ -210,7 +245,7 @@ impl LeaseStore for DynamoStore {
         Ok(())
     }
 
-    async fn reset_checkpoint(
+    pub(crate) async fn reset(
         &self,
         shard_id: &ShardId,
         checkpoint: &ExtendedSequenceNumber,
@@ -240,17 +275,5 @@ impl LeaseStore for DynamoStore {
             }
             Outcome::ConditionFailed(_) => Err(Error::lease_not_found(shard_id)),
         }
-    }
-
-    async fn heartbeat(&self, worker: &WorkerId) -> Result<()> {
-        self.beat(worker).await
-    }
-
-    async fn list_workers(&self) -> Result<Vec<WorkerHeartbeat>> {
-        self.workers().await
-    }
-
-    async fn remove_worker(&self, worker: &WorkerId) -> Result<()> {
-        self.remove_heartbeat(worker).await
     }
 }

@@ -60,6 +60,28 @@
 //!   **We release**: we delete `leaseOwner`, which Java reads as free.
 //! - Checkpoints written by either side are read by the other (same
 //!   strings, same numbers, same sentinels).
+//! - **Java KCL 3.5 tables**: 3.5 keeps items that are not leases in the
+//!   lease table (worker metrics keyed by worker id, `Leader`, migration
+//!   and client-version markers, stream entries), marked by an
+//!   `entityType` other than `LEASE`. They are skipped as Java's
+//!   `fromDynamoRecord` skips them: never listed, `get_lease` reads them
+//!   as absent, and every lease write is conditional on the item being a
+//!   lease, so none of them is ever changed.
+//!
+//! # Cost and bounds
+//!
+//! Scans (listing leases and workers) are eventually consistent, as Java
+//! KCL's are: half the read units of a strongly consistent scan, and safe
+//! because every take is conditional on the counter it read. Single-item
+//! reads before a write stay strongly consistent. Every request asks for
+//! `ReturnConsumedCapacity` and adds it to the
+//! [`CONSUMED_CAPACITY_METRIC`] counter (tenths of a unit, labels `table`
+//! and `operation`). Every request is bounded by a per-attempt and a
+//! per-operation timeout (2 s and 5 s unless configured).
+//!
+//! A create that the SDK retried after its first attempt had succeeded
+//! still reports `true`: a random `kclrsCreateToken` in the item tells the
+//! retry that it made the item.
 //!
 //! What is not:
 //! - Java 3.x's leader-driven assignment (`assignLease`) can hand a lease
@@ -109,10 +131,15 @@ mod error;
 mod expr;
 mod item;
 mod lease;
+mod requests;
 mod store;
 mod table;
 
-pub use config::{DynamoStoreBuilder, HEARTBEAT_TABLE_SUFFIX, TableCapacity};
+pub use config::{
+    DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_OPERATION_TIMEOUT, DynamoStoreBuilder, HEARTBEAT_TABLE_SUFFIX,
+    TableCapacity,
+};
+pub use requests::CONSUMED_CAPACITY_METRIC;
 pub use store::DynamoStore;
 
 /// The attribute names of the lease table, for tools and tests that read

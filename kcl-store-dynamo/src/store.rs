@@ -1,18 +1,20 @@
-//! [`DynamoStore`]: the handle, its tables, and the request helpers every
-//! trait method is built from.
+//! [`DynamoStore`]: the handle, its tables, and the trait implementations
+//! (each one call of the lease writes in `lease.rs`, the checkpoint logic
+//! in `checkpoint.rs` or the requests in `requests.rs`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
-use kcl_core::{ApplicationName, Error, Lease, Result, ShardId, WorkerHeartbeat, WorkerId};
+use kcl_core::{
+    ApplicationName, CheckpointStore, Error, ExtendedSequenceNumber, Lease, LeaseStore,
+    PendingCheckpoint, Result, ShardId, WorkerHeartbeat, WorkerId,
+};
 
+use crate::checkpoint::CheckpointWrite;
 use crate::config::DynamoStoreBuilder;
-use crate::error::{Kind, kind, malformed, map_sdk};
-use crate::expr::Update;
-use crate::item::{Item, LEASE_KEY, RawCheckpoint, Reader, s};
+use crate::item::{Item, RawCheckpoint, Reader, is_lease_item};
 
 /// Hash key of the heartbeat table.
 pub const WORKER_ID: &str = "workerId";
@@ -110,6 +112,17 @@ impl DynamoStore {
         Reader::new(self.table(), item).lease()
     }
 
+    /// The item as a lease, or `None` for an item that is not one (Java
+    /// KCL 3.5 keeps worker metrics, its leader and migration state in
+    /// the lease table too).
+    pub(crate) fn parse_lease_item(&self, item: &Item) -> Result<Option<Lease>> {
+        if !is_lease_item(item) {
+            tracing::trace!(table = %self.table(), "skipping an item that is not a lease");
+            return Ok(None);
+        }
+        self.parse(item).map(Some)
+    }
+
     pub(crate) fn remember_checkpoint(&self, shard_id: &ShardId, item: &Item) {
         if let Some(raw) = RawCheckpoint::of(item) {
             self.cache().insert(shard_id.clone(), raw);
@@ -122,142 +135,97 @@ impl DynamoStore {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
-
-    /// The lease item of `shard_id`, read consistently.
-    pub(crate) async fn get_item(&self, shard_id: &ShardId) -> Result<Option<Item>> {
-        let out = self
-            .inner
-            .client
-            .get_item()
-            .table_name(self.table())
-            .key(LEASE_KEY, s(shard_id.as_str()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| map_sdk(self.table(), e))?;
-        Ok(out.item.filter(|item| !item.is_empty()))
-    }
-
-    /// Run one conditional update of the lease of `shard_id`, returning the
-    /// item after the write, or the item as it was when the condition
-    /// failed.
-    pub(crate) async fn update(&self, shard_id: &ShardId, update: Update) -> Result<Outcome> {
-        let request = self
-            .inner
-            .client
-            .update_item()
-            .table_name(self.table())
-            .key(LEASE_KEY, s(shard_id.as_str()))
-            .return_values(ReturnValue::AllNew)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
-        match update.apply(request).send().await {
-            Ok(out) => Ok(Outcome::Written(out.attributes.unwrap_or_default())),
-            Err(e) if kind(&e) == Kind::ConditionFailed => {
-                let returned = match e.into_service_error() {
-                    UpdateItemError::ConditionalCheckFailedException(c) => c.item,
-                    _ => None,
-                };
-                let item = match returned.filter(|i| !i.is_empty()) {
-                    Some(item) => Some(item),
-                    // Servers that do not return the old item: read it.
-                    None => self.get_item(shard_id).await?,
-                };
-                Ok(Outcome::ConditionFailed(item))
-            }
-            Err(e) => Err(map_sdk(self.table(), e)),
-        }
-    }
-
-    /// Scan the whole lease table, page by page.
-    pub(crate) async fn scan_leases(&self) -> Result<Vec<Lease>> {
-        let mut leases = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let out = self
-                .inner
-                .client
-                .scan()
-                .table_name(self.table())
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| map_sdk(self.table(), e))?;
-            for item in out.items() {
-                leases.push(self.parse(item)?);
-            }
-            match out.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => return Ok(leases),
-            }
-        }
-    }
-
-    pub(crate) async fn beat(&self, worker: &WorkerId) -> Result<()> {
-        let table = &self.inner.heartbeat_table;
-        let mut update = Update::unconditional();
-        update.add(HEARTBEAT_COUNTER, 1);
-        let request = self
-            .inner
-            .client
-            .update_item()
-            .table_name(table)
-            .key(WORKER_ID, s(worker.as_str()));
-        update
-            .apply(request)
-            .send()
-            .await
-            .map_err(|e| map_sdk(table, e))?;
-        Ok(())
-    }
-
-    pub(crate) async fn workers(&self) -> Result<Vec<WorkerHeartbeat>> {
-        let table = &self.inner.heartbeat_table;
-        let mut workers = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let out = self
-                .inner
-                .client
-                .scan()
-                .table_name(table)
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| map_sdk(table, e))?;
-            for item in out.items() {
-                let reader = Reader::new(table, item);
-                let id = reader
-                    .string(WORKER_ID)?
-                    .ok_or_else(|| malformed(table, "?", "no workerId"))?;
-                workers.push(WorkerHeartbeat {
-                    worker_id: WorkerId::new(id).map_err(|e| malformed(table, id, e))?,
-                    counter: reader.number(HEARTBEAT_COUNTER)?.unwrap_or(0),
-                });
-            }
-            match out.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => return Ok(workers),
-            }
-        }
-    }
-
-    pub(crate) async fn remove_heartbeat(&self, worker: &WorkerId) -> Result<()> {
-        let table = &self.inner.heartbeat_table;
-        self.inner
-            .client
-            .delete_item()
-            .table_name(table)
-            .key(WORKER_ID, s(worker.as_str()))
-            .send()
-            .await
-            .map_err(|e| map_sdk(table, e))?;
-        Ok(())
-    }
 }
 
 /// `Conflict` naming the lease and what did not match.
 pub(crate) fn conflict(shard_id: &ShardId, reason: &str) -> Error {
     Error::conflict(shard_id.as_str(), reason)
+}
+
+#[async_trait]
+impl LeaseStore for DynamoStore {
+    async fn create_lease_if_absent(&self, lease: &Lease) -> Result<bool> {
+        self.create(lease).await
+    }
+
+    async fn get_lease(&self, shard_id: &ShardId) -> Result<Option<Lease>> {
+        self.get(shard_id).await
+    }
+
+    async fn list_leases(&self) -> Result<Vec<Lease>> {
+        self.list().await
+    }
+
+    async fn take_lease(&self, observed: &Lease, new_owner: &WorkerId) -> Result<Lease> {
+        self.take(observed, new_owner).await
+    }
+
+    async fn renew_lease(&self, held: &Lease) -> Result<Lease> {
+        self.renew(held).await
+    }
+
+    async fn release_lease(&self, held: &Lease, to: Option<&WorkerId>) -> Result<()> {
+        self.release(held, to).await
+    }
+
+    async fn request_handoff(&self, observed: &Lease, to: &WorkerId) -> Result<()> {
+        self.handoff(observed, to).await
+    }
+
+    async fn update_checkpoint(
+        &self,
+        held: &Lease,
+        checkpoint: &ExtendedSequenceNumber,
+    ) -> Result<()> {
+        self.fenced_checkpoint(held, checkpoint, CheckpointWrite::Checkpoint)
+            .await
+    }
+
+    async fn prepare_checkpoint(&self, held: &Lease, pending: &PendingCheckpoint) -> Result<()> {
+        self.fenced_checkpoint(held, &pending.sequence, CheckpointWrite::Prepare(pending))
+            .await
+    }
+
+    async fn update_child_shard_ids(&self, held: &Lease, children: &[ShardId]) -> Result<()> {
+        self.set_children(held, children).await
+    }
+
+    async fn delete_lease(&self, shard_id: &ShardId) -> Result<()> {
+        self.delete(shard_id).await
+    }
+
+    async fn reset_checkpoint(
+        &self,
+        shard_id: &ShardId,
+        checkpoint: &ExtendedSequenceNumber,
+    ) -> Result<()> {
+        self.reset(shard_id, checkpoint).await
+    }
+
+    async fn heartbeat(&self, worker: &WorkerId) -> Result<()> {
+        self.beat(worker).await
+    }
+
+    async fn list_workers(&self) -> Result<Vec<WorkerHeartbeat>> {
+        self.workers().await
+    }
+
+    async fn remove_worker(&self, worker: &WorkerId) -> Result<()> {
+        self.remove_heartbeat(worker).await
+    }
+}
+
+#[async_trait]
+impl CheckpointStore for DynamoStore {
+    async fn get_checkpoint(&self, shard_id: &ShardId) -> Result<Option<ExtendedSequenceNumber>> {
+        self.stored_checkpoint(shard_id).await
+    }
+
+    async fn set_checkpoint(
+        &self,
+        shard_id: &ShardId,
+        checkpoint: &ExtendedSequenceNumber,
+    ) -> Result<()> {
+        self.store_checkpoint(shard_id, checkpoint).await
+    }
 }

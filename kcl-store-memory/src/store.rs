@@ -90,6 +90,14 @@ impl Namespace {
     }
 }
 
+/// `value + 1`, or a `Generic` error when the counter is at `u64::MAX`
+/// (never a wrap to 0, never a panic).
+fn next(shard_id: &ShardId, what: &str, value: u64) -> Result<u64> {
+    value
+        .checked_add(1)
+        .ok_or_else(|| Error::generic("memory", format!("lease {shard_id}: {what} is at u64::MAX")))
+}
+
 fn not_backwards(
     shard_id: &ShardId,
     stored: &ExtendedSequenceNumber,
@@ -130,12 +138,19 @@ impl LeaseStore for MemoryStore {
                     "lease changed since it was observed",
                 ));
             }
+            let counter = next(&observed.shard_id, "counter", lease.counter)?;
+            // A lease never taken (new or re-created) starts a random
+            // epoch, so its fence never repeats an earlier life's.
+            let generation = match lease.generation {
+                0 => Lease::random_generation_epoch(),
+                g => next(&observed.shard_id, "generation", g)?,
+            };
             if lease.owner.as_ref().is_some_and(|o| o != new_owner) {
                 lease.owner_switches_since_checkpoint += 1;
             }
             lease.owner = Some(new_owner.clone());
-            lease.counter += 1;
-            lease.generation += 1;
+            lease.counter = counter;
+            lease.generation = generation;
             lease.handoff_to = None;
             Ok(lease.clone())
         })
@@ -144,7 +159,7 @@ impl LeaseStore for MemoryStore {
     async fn renew_lease(&self, held: &Lease) -> Result<Lease> {
         self.with(|ns| {
             let lease = ns.held(held)?;
-            lease.counter += 1;
+            lease.counter = next(&held.shard_id, "counter", lease.counter)?;
             Ok(lease.clone())
         })
     }
@@ -155,9 +170,11 @@ impl LeaseStore for MemoryStore {
             if to.is_some_and(|to| Some(to) != held.owner.as_ref()) {
                 lease.owner_switches_since_checkpoint += 1;
             }
+            let counter = next(&held.shard_id, "counter", lease.counter)?;
+            let generation = next(&held.shard_id, "generation", lease.generation)?;
             lease.owner = to.cloned();
-            lease.counter += 1;
-            lease.generation += 1;
+            lease.counter = counter;
+            lease.generation = generation;
             lease.handoff_to = None;
             Ok(())
         })
@@ -229,8 +246,8 @@ impl LeaseStore for MemoryStore {
             lease.pending_checkpoint = None;
             lease.owner = None;
             lease.handoff_to = None;
-            lease.counter += 1;
-            lease.generation += 1;
+            lease.counter = next(shard_id, "counter", lease.counter)?;
+            lease.generation = next(shard_id, "generation", lease.generation)?;
             Ok(())
         })
     }

@@ -96,10 +96,14 @@ fn hash_key(text: &str) -> Result<u128> {
 
 /// Decode a row selected with [`LEASE_COLUMNS`].
 pub(crate) fn lease_from_row(row: &PgRow) -> Result<Lease> {
-    let shard_id = ShardId::new(get::<String>(row, "shard_id")?)?;
+    // A stored id that is no longer a valid one is corrupt data (Generic),
+    // not a configuration error.
+    let stored = |e: Error| corrupt(format!("stored lease: {e}"));
+    let shard_id = ShardId::new(get::<String>(row, "shard_id")?).map_err(stored)?;
     let owner = get::<Option<String>>(row, "owner")?
         .map(WorkerId::new)
-        .transpose()?;
+        .transpose()
+        .map_err(stored)?;
     let checkpoint = Position::decode(
         get(row, "checkpoint_rank")?,
         &get::<String>(row, "checkpoint_seq")?,
@@ -119,14 +123,16 @@ pub(crate) fn lease_from_row(row: &PgRow) -> Result<Lease> {
     let ids = |column: &str| -> Result<Vec<ShardId>> {
         get::<Vec<String>>(row, column)?
             .into_iter()
-            .map(ShardId::new)
+            .map(|id| ShardId::new(id).map_err(stored))
             .collect()
     };
     let hash_key_range = match (
         get::<Option<String>>(row, "hash_key_start")?,
         get::<Option<String>>(row, "hash_key_end")?,
     ) {
-        (Some(start), Some(end)) => Some(HashKeyRange::new(hash_key(&start)?, hash_key(&end)?)?),
+        (Some(start), Some(end)) => {
+            Some(HashKeyRange::new(hash_key(&start)?, hash_key(&end)?).map_err(stored)?)
+        }
         _ => None,
     };
     Ok(Lease {
@@ -142,7 +148,8 @@ pub(crate) fn lease_from_row(row: &PgRow) -> Result<Lease> {
         hash_key_range,
         handoff_to: get::<Option<String>>(row, "handoff_to")?
             .map(WorkerId::new)
-            .transpose()?,
+            .transpose()
+            .map_err(stored)?,
     })
 }
 

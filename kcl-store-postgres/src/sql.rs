@@ -90,7 +90,8 @@ impl Statements {
                      UPDATE {leases} SET
                          owner_switches = owner_switches
                              + CASE WHEN owner IS NOT NULL AND owner <> $5 THEN 1 ELSE 0 END,
-                         owner = $5, counter = counter + 1, generation = generation + 1,
+                         owner = $5, counter = counter + 1,
+                         generation = CASE WHEN generation = 0 THEN $6 ELSE generation + 1 END,
                          handoff_to = NULL, updated_at = now()
                      WHERE application = $1 AND shard_id = $2 AND counter = $3 AND generation = $4
                      RETURNING {LEASE_COLUMNS}

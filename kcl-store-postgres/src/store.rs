@@ -274,6 +274,9 @@ impl LeaseStore for PostgresStore {
             .bind(signed(observed.counter, "counter")?)
             .bind(signed(observed.generation, "generation")?)
             .bind(new_owner.as_str().to_owned())
+            // A lease never taken (new or re-created) starts a random epoch,
+            // so its fence never repeats an earlier life's.
+            .bind(signed(Lease::random_generation_epoch(), "generation")?)
             .fetch_one(&self.pool)
             .await
             .map_err(map_sqlx)?;

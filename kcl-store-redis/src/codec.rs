@@ -163,10 +163,16 @@ pub(crate) fn lease_from_fields(mut fields: Fields) -> Result<Option<Lease>> {
     if fields.is_empty() {
         return Ok(None);
     }
-    let shard_id = ShardId::new(required_text(&mut fields, SHARD_ID, "?")?)?;
+    // A stored id that is no longer a valid one is corrupt data (Generic),
+    // not a configuration error.
+    let stored = |e: Error| malformed(format!("stored lease: {e}"));
+    let shard_id = ShardId::new(required_text(&mut fields, SHARD_ID, "?")?).map_err(stored)?;
     let shard = shard_id.as_str().to_string();
     let mut text = |name: &str| optional_text(&mut fields, name, &shard);
-    let owner = text(OWNER)?.map(WorkerId::new).transpose()?;
+    let owner = text(OWNER)?
+        .map(WorkerId::new)
+        .transpose()
+        .map_err(stored)?;
     let counter = number(&shard, COUNTER, text(COUNTER)?)?;
     let generation = number(&shard, GENERATION, text(GENERATION)?)?;
     let switches = number(&shard, OWNER_SWITCHES, text(OWNER_SWITCHES)?)?;
@@ -178,7 +184,10 @@ pub(crate) fn lease_from_fields(mut fields: Fields) -> Result<Option<Lease>> {
     let children = shard_ids(text(CHILD_SHARD_IDS)?)?;
     let start = text(HASH_KEY_START)?;
     let end = text(HASH_KEY_END)?;
-    let handoff_to = text(HANDOFF_TO)?.map(WorkerId::new).transpose()?;
+    let handoff_to = text(HANDOFF_TO)?
+        .map(WorkerId::new)
+        .transpose()
+        .map_err(stored)?;
     let pending_checkpoint =
         position(&shard, pending_value, pending_sub)?.map(|sequence| PendingCheckpoint {
             sequence,
@@ -263,7 +272,10 @@ fn shard_ids(value: Option<String>) -> Result<Vec<ShardId>> {
     match value {
         None => Ok(Vec::new()),
         Some(v) if v.is_empty() => Ok(Vec::new()),
-        Some(v) => v.split('\n').map(ShardId::new).collect(),
+        Some(v) => v
+            .split('\n')
+            .map(|id| ShardId::new(id).map_err(|e| malformed(format!("stored lease: {e}"))))
+            .collect(),
     }
 }
 
@@ -339,5 +351,42 @@ mod tests {
         fields.insert(SHARD_ID.into(), b"s".to_vec());
         fields.insert(CHECKPOINT.into(), b"12x".to_vec());
         assert!(lease_from_fields(fields).is_err());
+    }
+
+    #[test]
+    fn every_kind_of_corrupt_hash_is_a_generic_error() {
+        let good = || {
+            let mut fields = Fields::new();
+            fields.insert(SHARD_ID.into(), b"shardId-1".to_vec());
+            fields.insert(CHECKPOINT.into(), b"TRIM_HORIZON".to_vec());
+            fields
+        };
+        for (field, value) in [
+            (SHARD_ID, &b""[..]),
+            (OWNER, b""),
+            (HANDOFF_TO, b""),
+            (PARENT_SHARD_IDS, b"a\n"),
+            (CHILD_SHARD_IDS, b"\n"),
+            (COUNTER, b"-1"),
+            (GENERATION, b"18446744073709551616"),
+            (CHECKPOINT, b"12x"),
+            (CHECKPOINT_SUB, b"x"),
+            (OWNER, b"\xff"),
+        ] {
+            let mut fields = good();
+            fields.insert(field.into(), value.to_vec());
+            let result = lease_from_fields(fields);
+            assert!(
+                matches!(result, Err(Error::Generic { .. })),
+                "{field} = {value:?}: {result:?}"
+            );
+        }
+        let mut half = good();
+        half.insert(HASH_KEY_START.into(), b"5".to_vec());
+        half.insert(HASH_KEY_END.into(), b"4".to_vec());
+        assert!(matches!(
+            lease_from_fields(half),
+            Err(Error::Generic { .. })
+        ));
     }
 }

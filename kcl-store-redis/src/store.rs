@@ -293,6 +293,9 @@ impl LeaseStore for RedisStore {
     async fn take_lease(&self, observed: &Lease, new_owner: &WorkerId) -> Result<Lease> {
         let counter = observed.counter.to_string();
         let generation = observed.generation.to_string();
+        // A lease never taken (new or re-created) starts a random epoch, so
+        // its fence never repeats an earlier life's.
+        let epoch = Lease::random_generation_epoch().to_string();
         let reply = self
             .run_on_lease(
                 &self.scripts().take_lease,
@@ -301,6 +304,7 @@ impl LeaseStore for RedisStore {
                     counter.as_bytes(),
                     generation.as_bytes(),
                     new_owner.as_str().as_bytes(),
+                    epoch.as_bytes(),
                 ],
             )
             .await?;

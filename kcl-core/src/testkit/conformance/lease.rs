@@ -320,6 +320,31 @@ pub async fn fencing_survives_retake_by_same_worker(store: &dyn LeaseStore) {
     assert_eq!(get(store, &old).await.checkpoint, seq("50", 0));
 }
 
+/// A lease deleted and created again starts a new life whose fence never
+/// repeats the old one's: a zombie of the same worker holding the old
+/// (owner, generation) is fenced out even after that worker takes the new
+/// lease (generations from 0 start at a random epoch).
+pub async fn recreated_lease_fence_never_repeats(store: &dyn LeaseStore) {
+    let a = worker("w-a");
+    let old = created_and_taken(store, 9, &a).await;
+    store.delete_lease(&old.shard_id).await.expect("delete");
+    let new = created_and_taken(store, 9, &a).await;
+    assert_ne!(
+        (new.owner.as_ref(), new.generation),
+        (old.owner.as_ref(), old.generation),
+        "a re-created lease's first take repeated the old fence"
+    );
+    expect_conflict(
+        store.renew_lease(&old).await,
+        "renew by a zombie of the lease's previous life",
+    );
+    expect_conflict(
+        store.update_checkpoint(&old, &seq("5", 0)).await,
+        "checkpoint by a zombie of the lease's previous life",
+    );
+    assert_eq!(get(store, &new).await.checkpoint, Esn::TrimHorizon);
+}
+
 /// Checkpoints only move forward, in numeric (not string) order, by
 /// sub-sequence within a record, and never past SHARD_END.
 pub async fn checkpoints_never_go_backwards(store: &dyn LeaseStore) {

@@ -83,6 +83,7 @@ pub async fn run_lease_store_suite(factory: &dyn StoreFactory) {
     check!(renew_moves_the_counter_only);
     check!(fencing_after_takeover);
     check!(fencing_survives_retake_by_same_worker);
+    check!(recreated_lease_fence_never_repeats);
     check!(checkpoints_never_go_backwards);
     check!(checkpoint_clears_pending_and_switches);
     check!(release_frees_the_lease);
