@@ -98,7 +98,7 @@ pub(crate) fn leases_to_create(
             })
         });
         let checkpoint = if descendant || co_parent {
-            ExtendedSequenceNumber::TrimHorizon
+            descendant_start(initial)
         } else if initial == InitialPosition::Latest && shard.is_closed() {
             continue;
         } else {
@@ -112,6 +112,17 @@ pub(crate) fn leases_to_create(
         );
     }
     out
+}
+
+/// Where a descendant of a leased shard starts: TRIM_HORIZON (its parent
+/// is read to its end first), except under AT_TIMESTAMP, where a child
+/// that existed before the timestamp must not deliver older records (its
+/// records after the timestamp are the same either way).
+pub(crate) fn descendant_start(initial: InitialPosition) -> ExtendedSequenceNumber {
+    match initial {
+        InitialPosition::AtTimestamp(_) => ExtendedSequenceNumber::AtTimestamp,
+        _ => ExtendedSequenceNumber::TrimHorizon,
+    }
 }
 
 /// Whether any descendant of `id` (child, grandchild, …) has a lease: then

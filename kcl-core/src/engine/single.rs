@@ -374,7 +374,7 @@ impl<F: ProcessorFactory> SingleConsumer<F> {
             .parents()
             .any(|p| matches!(plans.get(p), Some(Plan::Consume { .. } | Plan::Done)));
         let checkpoint = match self.ctx.config.initial_position {
-            _ if descendant => ExtendedSequenceNumber::TrimHorizon,
+            initial if descendant => super::shard_sync::descendant_start(initial),
             InitialPosition::Latest if shard.is_closed() => return Plan::Skip,
             InitialPosition::Latest => ExtendedSequenceNumber::Latest,
             InitialPosition::TrimHorizon => ExtendedSequenceNumber::TrimHorizon,

@@ -11,7 +11,7 @@ use crate::retrieval::ChildShard;
 use crate::sequence::ExtendedSequenceNumber;
 use crate::store::LeaseStore;
 
-use super::super::retry_store;
+use super::super::{retry_store, shard_sync};
 use super::{Call, Consumer, Coordination, Outcome, Step};
 
 impl<F: ProcessorFactory> Consumer<F> {
@@ -100,7 +100,8 @@ impl<F: ProcessorFactory> Consumer<F> {
                 tracing::info!(child = %child.shard_id, "deferring a merge child until its other parent has a lease");
                 continue;
             }
-            let lease = Lease::new(child.shard_id.clone(), ExtendedSequenceNumber::TrimHorizon)
+            let start = shard_sync::descendant_start(self.ctx.config.initial_position);
+            let lease = Lease::new(child.shard_id.clone(), start)
                 .with_parents(child.parent_shard_ids.iter().cloned())
                 .with_hash_key_range(child.hash_key_range);
             retry_store(|| store.create_lease_if_absent(&lease)).await?;
