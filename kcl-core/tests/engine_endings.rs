@@ -198,3 +198,50 @@ async fn children_of_a_consumed_shard_honour_at_timestamp() {
     );
     assert_eq!(data.len(), 4);
 }
+
+/// Always panics in `process_records`, counting its attempts.
+struct AlwaysPanics {
+    attempts: Arc<AtomicUsize>,
+}
+
+impl ShardProcessor for AlwaysPanics {
+    async fn process_records(
+        &mut self,
+        _input: ProcessRecordsInput,
+        _cp: &mut Checkpointer,
+    ) -> Result<(), BoxError> {
+        self.attempts.fetch_add(1, Ordering::SeqCst);
+        panic!("always");
+    }
+}
+
+/// Path 7, single consumer: a shard whose processor always panics is
+/// restarted with a growing delay, not at once (each restart re-reads up
+/// to the prefetch bound).
+#[tokio::test(start_paused = true)]
+async fn the_single_consumer_backs_a_failing_shard_off() {
+    let stream = FakeStream::new(1);
+    fill(&stream, 0, 10);
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let factory = {
+        let attempts = attempts.clone();
+        move |_: &ShardId| AlwaysPanics {
+            attempts: attempts.clone(),
+        }
+    };
+    let consumer = SingleConsumer::builder()
+        .checkpoint_store(store())
+        .source(Arc::new(stream.clone()))
+        .processor(factory)
+        .build()
+        .unwrap();
+    let cancel = CancellationToken::new();
+    let run = tokio::spawn(consumer.run(cancel.clone()));
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let tried = attempts.load(Ordering::SeqCst);
+    println!("an always-panicking processor was started {tried} times in 60 s");
+    assert!(tried >= 2);
+    assert!(tried <= 20, "restarted {tried} times");
+    cancel.cancel();
+    run.await.unwrap().unwrap();
+}

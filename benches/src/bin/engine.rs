@@ -6,7 +6,11 @@
 //!    run; the figure is the ratio (the engine should cost under 10%);
 //! 2. failover, graceful hand-over and rebalance times on the real clock,
 //!    with a short lease so the run stays short, as multiples of the
-//!    lease duration or taker rounds.
+//!    lease duration or taker rounds: a crash to the shard's next record
+//!    elsewhere; an owner cut off from its store, its own stop and the
+//!    peer's first record (the owner must stop first); a graceful release
+//!    and a balancing hand-off, resume time and duplicates; a joiner
+//!    balanced, for 64 and 1,024 shards.
 //!
 //! Run: `cargo run --release -p kcl-benches --bin engine [-- --records N]`.
 
@@ -18,7 +22,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use kcl_core::retrieval::{ShardSource, StartingPosition};
 use kcl_core::testkit::FakeStream;
-use kcl_core::testkit::engine::Recorder;
+use kcl_core::testkit::engine::{Event, PausableLeaseStore, Recorder};
 use kcl_core::{LeaseStore, Worker};
 use kcl_store_memory::MemoryStore;
 use tokio_util::sync::CancellationToken;
@@ -124,9 +128,19 @@ fn spawn_worker(
     recorder: &Recorder,
     lease: Duration,
 ) -> Running {
+    spawn_on(id, store.clone(), stream, recorder, lease)
+}
+
+fn spawn_on(
+    id: &str,
+    store: Arc<dyn LeaseStore>,
+    stream: &FakeStream,
+    recorder: &Recorder,
+    lease: Duration,
+) -> Running {
     let worker = Worker::builder()
         .worker_id(id)
-        .lease_store(store.clone())
+        .lease_store(store)
         .source(Arc::new(stream.clone()))
         .lease_duration(lease)
         .scan_interval(Duration::from_millis(100))
@@ -294,23 +308,98 @@ async fn main() {
     a.cancel.cancel();
     a.task.await.unwrap().unwrap();
 
-    let (stream, store, recorder, a, b) = balanced_pair(64, lease).await;
-    let started = Instant::now();
-    let c = spawn_worker("c", &store, &stream, &recorder, lease);
-    loop {
-        let n = counts(&store, &["a", "b", "c"]).await;
-        if n.iter().sum::<usize>() == 64 && n.iter().max().unwrap() - n.iter().min().unwrap() <= 1 {
-            break;
-        }
+    // An owner cut off from its store: its own stop, then the peer's take.
+    let stream = FakeStream::new(1);
+    let store = self::store();
+    let recorder = Recorder::new();
+    let cut = PausableLeaseStore::new(store.clone());
+    let z = spawn_on("z", Arc::new(cut.clone()), &stream, &recorder, lease);
+    let stop = producer(&stream);
+    while recorder.count() < 10 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let took = started.elapsed();
+    let p = spawn_worker("p", &store, &stream, &recorder, lease);
+    tokio::time::sleep(lease / 2).await;
+    cut.set_paused(true);
+    let cut_at = Instant::now();
+    let (mut stopped, mut taken) = (None, None);
+    while stopped.is_none() || taken.is_none() {
+        if stopped.is_none()
+            && recorder
+                .events()
+                .iter()
+                .any(|(w, _, e)| w == "z" && *e == Event::LeaseLost)
+        {
+            stopped = Some(cut_at.elapsed());
+        }
+        if taken.is_none() && recorder.processed().iter().any(|r| r.worker == "p") {
+            taken = Some(cut_at.elapsed());
+        }
+        assert!(cut_at.elapsed() < lease * 10, "never failed over");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let (stopped, taken) = (stopped.unwrap(), taken.unwrap());
+    let l = lease.as_secs_f64();
     println!(
-        "  rebalance (third worker joins two holding 64 shards): balanced after {took:?} = {:.2} taker rounds (target <= 2)",
-        took.as_secs_f64() / (lease / 2).as_secs_f64()
+        "  owner cut off from the store: its own stop after {:.2} lease durations, the peer's first record after {:.2} (owner first: {})",
+        stopped.as_secs_f64() / l,
+        taken.as_secs_f64() / l,
+        stopped < taken
+    );
+    stop.cancel();
+    cut.set_paused(false);
+    z.task.abort();
+    let _ = z.task.await;
+    p.cancel.cancel();
+    p.task.await.unwrap().unwrap();
+
+    // A balancing hand-off: a joiner gets shards handed over by two busy
+    // workers while records flow.
+    let (stream, store, recorder, a, b) = balanced_pair(8, lease).await;
+    let stop = producer(&stream);
+    let joined = Instant::now();
+    let c = spawn_worker("c", &store, &stream, &recorder, lease);
+    let mut moved = HashSet::new();
+    while moved.len() < 2 {
+        moved = owned_by(&store, "c").await;
+        assert!(joined.elapsed() < lease * 10, "never handed over");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let since = tokio::time::Instant::now();
+    let took = resumed(&recorder, "c", &moved, since).await;
+    stop.cancel();
+    tokio::time::sleep(lease / 2).await;
+    println!(
+        "  hand-off (joiner takes 2 of 8 shards from live owners): resumed {took:?} after the lease moved (target < 1 s), duplicates {}",
+        recorder.duplicates().len()
     );
     for w in [a, b, c] {
         w.cancel.cancel();
         w.task.await.unwrap().unwrap();
+    }
+
+    for shards in [64, 1024] {
+        let (stream, store, recorder, a, b) = balanced_pair(shards, lease).await;
+        let started = Instant::now();
+        let c = spawn_worker("c", &store, &stream, &recorder, lease);
+        loop {
+            let n = counts(&store, &["a", "b", "c"]).await;
+            if n.iter().sum::<usize>() == shards
+                && n.iter().max().unwrap() - n.iter().min().unwrap() <= 1
+            {
+                break;
+            }
+            assert!(started.elapsed() < lease * 20, "never balanced: {n:?}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let took = started.elapsed();
+        println!(
+            "  rebalance (third worker joins two holding {shards} shards): balanced after {took:?} = {:.2} taker rounds (target <= 2)",
+            took.as_secs_f64() / (lease / 2).as_secs_f64()
+        );
+        for w in [a, b, c] {
+            w.cancel.cancel();
+            w.task.await.unwrap().unwrap();
+        }
     }
 }

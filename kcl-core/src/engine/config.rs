@@ -27,8 +27,10 @@ pub enum InitialPosition {
     AtTimestamp(SystemTime),
 }
 
-/// Every setting of a [`Worker`]; see each field's default.
+/// Every setting of a [`Worker`]; see each field's default. Build one with
+/// [`WorkerConfig::new`] and set fields (more may be added).
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct WorkerConfig {
     /// This worker's id, written as the owner of its leases. Default: the
     /// host name plus a random suffix.

@@ -96,6 +96,30 @@ impl<F> SingleConsumerBuilder<F> {
         self
     }
 
+    /// Prefetch bound in records (default 30,000).
+    pub fn prefetch_max_records(mut self, value: usize) -> Self {
+        self.config.prefetch_max_records = value;
+        self
+    }
+
+    /// Prefetch bound in bytes (default 32 MiB).
+    pub fn prefetch_max_bytes(mut self, value: usize) -> Self {
+        self.config.prefetch_max_bytes = value;
+        self
+    }
+
+    /// First retry delay of a failed batch or reader (default 100 ms).
+    pub fn retry_min_delay(mut self, value: std::time::Duration) -> Self {
+        self.config.retry_min_delay = value;
+        self
+    }
+
+    /// Longest retry delay (default 10 s).
+    pub fn retry_max_delay(mut self, value: std::time::Duration) -> Self {
+        self.config.retry_max_delay = value;
+        self
+    }
+
     /// Processor error policy (default retry).
     pub fn error_policy(mut self, value: ProcessorErrorPolicy) -> Self {
         self.config.error_policy = value;
@@ -233,21 +257,51 @@ impl<F: ProcessorFactory> SingleConsumer<F> {
     /// Returns an error only under [`ProcessorErrorPolicy::Stop`].
     pub async fn run(self, cancel: CancellationToken) -> Result<()> {
         let mut running: HashMap<ShardId, watch::Sender<Control>> = HashMap::new();
+        // Shards whose processor panicked: (failures, not before).
+        let mut backoff: HashMap<ShardId, (u32, tokio::time::Instant)> = HashMap::new();
         let mut tasks: JoinSet<(ShardId, Outcome)> = JoinSet::new();
         let mut fatal: Option<BoxError> = None;
         let mut tick = tokio::time::interval(self.ctx.config.shard_sync_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let now = tokio::time::Instant::now();
+            let next = backoff
+                .values()
+                .map(|(_, until)| *until)
+                .filter(|u| *u > now)
+                .min();
+            let (has_wake, wake) = (next.is_some(), next.unwrap_or(now));
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 _ = tick.tick() => {}
+                // A shard whose backoff ends is started without waiting for
+                // the next listing tick.
+                _ = tokio::time::sleep_until(wake), if has_wake => {}
                 Some(joined) = tasks.join_next() => {
                     match joined {
                         Ok((shard_id, outcome)) => {
                             running.remove(&shard_id);
-                            if let Outcome::Stopped(e) = outcome {
-                                fatal = Some(e);
-                                break;
+                            match outcome {
+                                Outcome::Stopped(e) => {
+                                    fatal = Some(e);
+                                    break;
+                                }
+                                Outcome::Panicked => {
+                                    // Not restarted at once: a doubling delay.
+                                    let config = &self.ctx.config;
+                                    let entry = backoff.entry(shard_id.clone()).or_insert((0, tokio::time::Instant::now()));
+                                    entry.0 = entry.0.saturating_add(1);
+                                    let delay = config
+                                        .retry_min_delay
+                                        .saturating_mul(1u32 << entry.0.min(16))
+                                        .min(config.retry_max_delay);
+                                    entry.1 = tokio::time::Instant::now() + delay;
+                                    tracing::warn!(shard = %shard_id, failures = entry.0, retry_in = ?delay, "shard consumer failed; backing off");
+                                    metrics::counter!(super::metric::SHARD_BACKOFFS, "shard" => shard_id.to_string()).increment(1);
+                                }
+                                _ => {
+                                    backoff.remove(&shard_id);
+                                }
                             }
                         }
                         Err(e) => {
@@ -257,7 +311,13 @@ impl<F: ProcessorFactory> SingleConsumer<F> {
                     }
                 }
             }
-            if let Err(e) = self.schedule(&mut running, &mut tasks).await {
+            let now = tokio::time::Instant::now();
+            let cooling: HashSet<ShardId> = backoff
+                .iter()
+                .filter(|(_, (_, until))| *until > now)
+                .map(|(id, _)| id.clone())
+                .collect();
+            if let Err(e) = self.schedule(&mut running, &mut tasks, &cooling).await {
                 tracing::warn!(error = %e, "listing shards failed");
             }
         }
@@ -282,6 +342,7 @@ impl<F: ProcessorFactory> SingleConsumer<F> {
         &self,
         running: &mut HashMap<ShardId, watch::Sender<Control>>,
         tasks: &mut JoinSet<(ShardId, Outcome)>,
+        cooling: &HashSet<ShardId>,
     ) -> Result<()> {
         let shards = self.ctx.source.list_shards().await?;
         let ordered = super::shard_sync::parents_first(&shards);
@@ -313,7 +374,7 @@ impl<F: ProcessorFactory> SingleConsumer<F> {
             else {
                 continue;
             };
-            if running.contains_key(id) {
+            if running.contains_key(id) || cooling.contains(id) {
                 continue;
             }
             let parents_done = shard.parents().all(|p| {

@@ -25,6 +25,7 @@ pub const MAX_RECORDS_LIMIT: i32 = 10_000;
 /// is caught up (an empty batch with nothing behind), it waits
 /// [`idle_time`](Self::idle_time) (default 1 s) before the next call.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PollingSettings {
     /// `Limit` of each `GetRecords` call, 1 to 10,000. Default 10,000.
     pub max_records: i32,
