@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use kcl_core::testkit::conformance::{self, StoreFactory};
+use kcl_core::testkit::conformance::StoreFactory;
 use kcl_core::{CheckpointStore, LeaseStore};
 
 struct Factory(Client);
@@ -22,10 +22,8 @@ impl StoreFactory for Factory {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dynamo_store_passes_the_whole_suite() {
-    let Some(endpoint) = common::endpoint() else {
-        return;
-    };
-    conformance::run_all(&Factory(common::client(&endpoint))).await;
+async fn factory() -> Option<Factory> {
+    common::endpoint().map(|endpoint| Factory(common::client(&endpoint)))
 }
+
+kcl_core::store_conformance_tests!(factory);

@@ -28,10 +28,11 @@ fn server() -> MemoryStore {
     MemoryStore::new(ApplicationName::new("conformance").unwrap())
 }
 
-#[tokio::test]
-async fn memory_store_passes_the_whole_suite() {
-    conformance::run_all(&Factory(server())).await;
+async fn factory() -> Option<Factory> {
+    Some(Factory(server()))
 }
+
+kcl_core::store_conformance_tests!(factory);
 
 #[tokio::test]
 async fn memory_store_passes_called_directly() {

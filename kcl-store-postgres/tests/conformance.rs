@@ -23,13 +23,15 @@ impl StoreFactory for Factory {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_store_passes_the_whole_suite() {
-    let Some(url) = common::url() else { return };
-    let factory = Factory(Schemas::new(common::pool(&url).await));
-    conformance::run_all(&factory).await;
-    factory.0.drop_all().await;
+/// Stores in fresh random schemas (`kcl_test_…`) on the test server; the
+/// per-check tests leave their schemas behind in the test server (which
+/// `scripts/test-all.sh` starts fresh and discards).
+async fn factory() -> Option<Factory> {
+    let url = common::url()?;
+    Some(Factory(Schemas::new(common::pool(&url).await)))
 }
+
+kcl_core::store_conformance_tests!(factory);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn applications_share_one_schema_without_seeing_each_other() {

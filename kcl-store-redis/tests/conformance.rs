@@ -44,11 +44,11 @@ fn server() -> Option<Factory> {
     server_from_env("KCL_TEST_REDIS_URL").map(|url| Factory { url })
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn conformance_suite() {
-    let Some(factory) = server() else { return };
-    conformance::run_all(&factory).await;
+async fn factory() -> Option<Factory> {
+    server()
 }
+
+kcl_core::store_conformance_tests!(factory);
 
 /// Two stores with the same application but different prefixes are
 /// separate namespaces; the same prefix and application share data.

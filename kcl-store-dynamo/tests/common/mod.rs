@@ -20,6 +20,15 @@ pub fn client(endpoint: &str) -> Client {
         .endpoint_url(endpoint)
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("test", "test", None, None, "kcl-tests"))
+        // moto is far slower than DynamoDB (a 1 MB scan page of the 10,000
+        // lease check takes seconds while every other check runs beside
+        // it): generous bounds instead of the store's 2 s / 5 s defaults.
+        .timeout_config(
+            aws_sdk_dynamodb::config::timeout::TimeoutConfig::builder()
+                .operation_attempt_timeout(std::time::Duration::from_secs(60))
+                .operation_timeout(std::time::Duration::from_secs(120))
+                .build(),
+        )
         .build();
     Client::from_conf(config)
 }

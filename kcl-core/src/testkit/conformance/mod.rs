@@ -34,6 +34,7 @@
 
 mod checkpoint;
 mod lease;
+mod strict;
 
 use std::sync::Arc;
 
@@ -41,6 +42,7 @@ use async_trait::async_trait;
 
 pub use checkpoint::*;
 pub use lease::*;
+pub use strict::*;
 
 use crate::error::{Error, Result};
 use crate::ids::{ApplicationName, ShardId, WorkerId};
@@ -94,6 +96,13 @@ pub async fn run_lease_store_suite(factory: &dyn StoreFactory) {
     check!(reset_checkpoint_moves_back_and_fences);
     check!(delete_is_idempotent);
     check!(heartbeats);
+    check!(take_of_a_missing_lease_is_not_found);
+    check!(fencing_checks_the_owner_as_well_as_the_generation);
+    check!(fencing_comes_before_ordering);
+    check!(ownership_changes_clear_the_handoff_request);
+    check!(retake_by_the_same_owner_is_not_a_switch);
+    check!(lease_checkpoints_compare_every_digit);
+    check!(fenced_writes_never_undo_a_take);
     eprintln!("conformance: namespaces_are_isolated");
     namespaces_are_isolated(&*factory.lease_store().await, &*factory.lease_store().await).await;
     eprintln!("conformance: list_many_leases");
@@ -111,12 +120,109 @@ pub async fn run_checkpoint_store_suite(factory: &dyn StoreFactory) {
     check!(checkpoint_store_round_trips);
     check!(checkpoint_store_never_goes_backwards);
     check!(checkpoint_store_concurrent_writers_keep_the_max);
+    check!(checkpoint_store_compares_every_digit);
     eprintln!("conformance: checkpoint_namespaces_are_isolated");
     checkpoint_namespaces_are_isolated(
         &*factory.checkpoint_store().await,
         &*factory.checkpoint_store().await,
     )
     .await;
+}
+
+/// One `#[tokio::test]` per conformance check, so the first failure does
+/// not hide the rest: `kcl_core::store_conformance_tests!(factory);` in a
+/// store's test file, where `factory` is an `async fn() -> Option<F>`
+/// with `F: StoreFactory` (`None` when the test server is not configured:
+/// every test then skips). The tests land in a module `conformance_suite`
+/// and run on a two-thread runtime; the calling crate needs `tokio` with
+/// the `macros` and `rt-multi-thread` features.
+#[macro_export]
+macro_rules! store_conformance_tests {
+    ($factory:ident) => {
+        $crate::__store_conformance_tests! {
+            $factory;
+            lease:
+                create_if_absent_is_idempotent,
+                concurrent_creates_make_one_lease,
+                missing_leases,
+                concurrent_takers_have_one_winner,
+                take_needs_an_unchanged_snapshot,
+                renew_moves_the_counter_only,
+                fencing_after_takeover,
+                fencing_survives_retake_by_same_worker,
+                recreated_lease_fence_never_repeats,
+                checkpoints_never_go_backwards,
+                checkpoint_clears_pending_and_switches,
+                release_frees_the_lease,
+                handoff_to_a_named_worker,
+                request_handoff_reaches_the_owner,
+                pending_checkpoint_round_trips,
+                lineage_round_trips,
+                reset_checkpoint_moves_back_and_fences,
+                delete_is_idempotent,
+                heartbeats,
+                take_of_a_missing_lease_is_not_found,
+                fencing_checks_the_owner_as_well_as_the_generation,
+                fencing_comes_before_ordering,
+                ownership_changes_clear_the_handoff_request,
+                retake_by_the_same_owner_is_not_a_switch,
+                lease_checkpoints_compare_every_digit,
+                fenced_writes_never_undo_a_take;
+            checkpoint:
+                checkpoint_store_round_trips,
+                checkpoint_store_never_goes_backwards,
+                checkpoint_store_concurrent_writers_keep_the_max,
+                checkpoint_store_compares_every_digit
+        }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __store_conformance_tests {
+    ($factory:ident; lease: $($lease:ident),* ; checkpoint: $($checkpoint:ident),*) => {
+        mod conformance_suite {
+            use $crate::testkit::conformance::{self as suite, StoreFactory};
+            $(
+                #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $lease() {
+                    let Some(factory) = super::$factory().await else { return };
+                    suite::$lease(&*factory.lease_store().await).await;
+                }
+            )*
+            $(
+                #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $checkpoint() {
+                    let Some(factory) = super::$factory().await else { return };
+                    suite::$checkpoint(&*factory.checkpoint_store().await).await;
+                }
+            )*
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn namespaces_are_isolated() {
+                let Some(factory) = super::$factory().await else { return };
+                suite::namespaces_are_isolated(
+                    &*factory.lease_store().await,
+                    &*factory.lease_store().await,
+                )
+                .await;
+            }
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn checkpoint_namespaces_are_isolated() {
+                let Some(factory) = super::$factory().await else { return };
+                suite::checkpoint_namespaces_are_isolated(
+                    &*factory.checkpoint_store().await,
+                    &*factory.checkpoint_store().await,
+                )
+                .await;
+            }
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn list_many_leases() {
+                let Some(factory) = super::$factory().await else { return };
+                suite::list_many_leases(&*factory.lease_store().await, suite::LIST_MANY_COUNT)
+                    .await;
+            }
+        }
+    };
 }
 
 /// A random application name (`kcl-test-` and 16 hex digits) for a fresh
