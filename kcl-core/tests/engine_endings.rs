@@ -245,3 +245,46 @@ async fn the_single_consumer_backs_a_failing_shard_off() {
     cancel.cancel();
     run.await.unwrap().unwrap();
 }
+
+/// Path 10: a graceful shutdown removes the worker's heartbeat first, so
+/// peers stop counting it while its processors still checkpoint.
+#[tokio::test(start_paused = true)]
+async fn a_graceful_shutdown_removes_the_heartbeat_first() {
+    let stream = FakeStream::new(1);
+    fill(&stream, 0, 10);
+    let store = store();
+    let calls: Arc<Mutex<Vec<&'static str>>> = Arc::default();
+    let factory = {
+        let calls = calls.clone();
+        move |_: &ShardId| SlowShutdown {
+            calls: calls.clone(),
+        }
+    };
+    let worker = Worker::builder()
+        .worker_id("w")
+        .lease_store(store.clone())
+        .source(Arc::new(stream.clone()))
+        .lease_duration(LEASE)
+        .processor(factory)
+        .build()
+        .unwrap();
+    let cancel = CancellationToken::new();
+    let run = tokio::spawn(worker.run(cancel.clone()));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(store.list_workers().await.unwrap().len(), 1);
+    cancel.cancel();
+    wait_until("shutdown_requested", Duration::from_secs(5), || {
+        !calls.lock().unwrap().is_empty()
+    })
+    .await;
+    // Through the whole (slow) shutdown_requested, renewals included.
+    for _ in 0..4 {
+        assert!(
+            store.list_workers().await.unwrap().is_empty(),
+            "the heartbeat is still there while shutting down"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    run.await.unwrap().unwrap();
+    assert!(store.list_workers().await.unwrap().is_empty());
+}
