@@ -141,3 +141,56 @@ async fn kclpy_sample_under_kcl_multilang() {
 async fn node_aws_kcl_under_kcl_multilang() {
     scenario(ChildKind::Node).await;
 }
+
+/// Leases in DynamoDB by default, as Java: no `leaseStoreUrl`, the table
+/// named by `tableName`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamodb_leases_by_default() {
+    let Some(dynamo) = support::server_var("KCL_TEST_DYNAMO_ENDPOINT") else {
+        return;
+    };
+    let kinesis = embedded::start(embedded::fast_options()).await.unwrap();
+    let client = support::client(&kinesis.endpoint);
+    let stream = support::unique("mld");
+    support::create_stream(&client, &stream, 2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let application = support::unique("app");
+    let table = support::unique("leases");
+    let extra = format!("dynamoDBEndpoint = {dynamo}\ntableName = {table}");
+    let spec = DaemonSpec {
+        dir: dir.path(),
+        name: "d",
+        kind: ChildKind::Rust,
+        endpoint: &kinesis.endpoint,
+        stream: &stream,
+        application: &application,
+        store_url: "",
+        extra: &extra,
+    };
+    let mut d = Daemon::start(&spec).unwrap();
+    let mut ledger = Ledger::default();
+    ledger.put(&client, &stream, 20).await;
+    wait_all_seen(ChildKind::Rust, &[&d], &ledger, "DynamoDB leases").await;
+    d.signal(Signal::TERM);
+    assert_eq!(
+        d.wait_exit(Duration::from_secs(40)),
+        Some(0),
+        "{}",
+        d.log_text()
+    );
+    let conf = aws_sdk_dynamodb::config::Builder::new()
+        .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+        .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "test", "test", None, None, "t",
+        ))
+        .endpoint_url(&dynamo)
+        .build();
+    let items = aws_sdk_dynamodb::Client::from_conf(conf)
+        .scan()
+        .table_name(&table)
+        .send()
+        .await
+        .expect("the lease table named by tableName");
+    assert_eq!(items.count(), 2, "one lease per shard");
+}

@@ -216,13 +216,17 @@ impl Daemon {
                  failoverTimeMillis = 3000\n\
                  shutdownGraceMillis = 15000\n\
                  timeoutInSeconds = 60\n\
-                 leaseStoreUrl = {store}\n\
+                 {store}\n\
                  {extra}\n",
                 stream = spec.stream,
                 app = spec.application,
                 endpoint = spec.endpoint,
                 name = spec.name,
-                store = spec.store_url,
+                store = if spec.store_url.is_empty() {
+                    String::new()
+                } else {
+                    format!("leaseStoreUrl = {}", spec.store_url)
+                },
                 extra = spec.extra,
             ),
         )
