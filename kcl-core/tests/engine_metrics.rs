@@ -7,6 +7,7 @@ mod engine_common;
 use std::time::Duration;
 
 use engine_common::*;
+use kcl_core::LeaseStore;
 use kcl_core::engine::metric;
 use kcl_core::testkit::FakeStream;
 use kcl_core::testkit::engine::Recorder;
@@ -75,5 +76,25 @@ async fn records_leases_and_latencies_are_measured() {
     assert_eq!(taken, 3);
     assert!(get_records >= 3);
     assert!(checkpoints >= 3);
+
+    // A lease lost (an admin reset fences the owner) counts once, however
+    // many parts of the worker noticed (issue 11, path 13).
+    let lease = store.list_leases().await.unwrap().remove(0);
+    store
+        .reset_checkpoint(&lease.shard_id, &lease.checkpoint)
+        .await
+        .unwrap();
+    tokio::time::sleep(LEASE).await;
+    let lost: u64 = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(key, _, _, _)| key.key().name() == metric::LEASES_LOST)
+        .map(|(_, _, _, value)| match value {
+            DebugValue::Counter(c) => c,
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(lost, 1, "one lease lost, counted {lost} times");
     w.stop().await;
 }
