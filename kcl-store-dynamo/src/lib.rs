@@ -83,6 +83,21 @@
 //! still reports `true`: a random `kclrsCreateToken` in the item tells the
 //! retry that it made the item.
 //!
+//! **The lease-duration rule for mixed fleets.** A Rust taker calls a
+//! lease expired when its `leaseCounter` has not moved for one lease
+//! duration on its own clock; a Java worker renews every
+//! `failoverTimeMillis / 3` (less a small epsilon) and calls a lease
+//! expired after `failoverTimeMillis`. Set the Rust lease duration to at
+//! least the largest `failoverTimeMillis` of any Java worker on the table
+//! (10 s, Java's default, matches ours): then a live Java lease is never
+//! taken by a Rust worker, and both sides expire leases on the same
+//! schedule. A shorter Rust lease duration (down to Java's renew interval
+//! plus a margin) still leaves live Java leases alone but takes a crashed
+//! Java worker's leases sooner than Java would; shorter than Java's renew
+//! interval, Rust workers steal live Java leases. Nothing enforces this
+//! rule at start yet: the store does not know the engine's lease
+//! duration, nor Java's `failoverTimeMillis` (Java does not store it).
+//!
 //! What is not:
 //! - Java 3.x's leader-driven assignment (`assignLease`) can hand a lease
 //!   *to a Rust worker id* without changing `kclrsGeneration`; if that

@@ -47,7 +47,7 @@ const CLIENT_OPTIONS: [&str; 19] = [
     "options[*",
 ];
 /// The options [`PostgresStoreBuilder::from_url`] reads from a URL's query.
-const KNOWN_OPTIONS: [&str; 8] = [
+const KNOWN_OPTIONS: [&str; 10] = [
     "application",
     "schema",
     "leases_table",
@@ -56,6 +56,8 @@ const KNOWN_OPTIONS: [&str; 8] = [
     "max_connections",
     "acquire_timeout",
     "migrate",
+    "lock_timeout",
+    "statement_timeout",
 ];
 
 /// A schema or table name that matched [`IDENTIFIER_RULE`].
@@ -130,6 +132,8 @@ enum Source {
 /// | [`max_connections`](Self::max_connections) | 10 (ignored with `pool`) |
 /// | [`acquire_timeout`](Self::acquire_timeout) | 5 s (ignored with `pool`) |
 /// | [`migrate`](Self::migrate) | `true` |
+/// | [`lock_timeout`](Self::lock_timeout) | 2 s (ignored with `pool`) |
+/// | [`statement_timeout`](Self::statement_timeout) | 5 s (ignored with `pool`) |
 ///
 /// TLS is configured through sqlx: `sslmode=…` / `sslrootcert=…` in the URL,
 /// or [`PgConnectOptions::ssl_mode`] and friends with
@@ -151,6 +155,45 @@ pub struct PostgresStoreBuilder {
     max_connections: Option<u32>,
     acquire_timeout: Option<Duration>,
     migrate: Option<bool>,
+    lock_timeout: Option<Duration>,
+    statement_timeout: Option<Duration>,
+}
+
+/// Default [`PostgresStoreBuilder::lock_timeout`].
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(2);
+/// Default [`PostgresStoreBuilder::statement_timeout`].
+pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Session settings of every connection in a pool the builder makes.
+struct Session {
+    lock_timeout: Duration,
+    statement_timeout: Duration,
+}
+
+impl Session {
+    /// The options with the store's session settings appended: PostgreSQL
+    /// applies startup `-c` settings in order, so these win over the
+    /// URL's, the role's and the database's defaults.
+    fn apply(&self, options: PgConnectOptions) -> PgConnectOptions {
+        options.options([
+            (
+                "lock_timeout",
+                format!("{}ms", self.lock_timeout.as_millis()),
+            ),
+            (
+                "statement_timeout",
+                format!("{}ms", self.statement_timeout.as_millis()),
+            ),
+            // The store's statements are written for READ COMMITTED: under
+            // REPEATABLE READ or SERIALIZABLE a lost race would surface
+            // as a serialization failure instead of a Conflict.
+            // (A backslash escapes the space inside the startup options.)
+            (
+                "default_transaction_isolation",
+                r"read\ committed".to_string(),
+            ),
+        ])
+    }
 }
 
 impl fmt::Debug for PostgresStoreBuilder {
@@ -171,6 +214,8 @@ impl fmt::Debug for PostgresStoreBuilder {
             .field("max_connections", &self.max_connections)
             .field("acquire_timeout", &self.acquire_timeout)
             .field("migrate", &self.migrate)
+            .field("lock_timeout", &self.lock_timeout)
+            .field("statement_timeout", &self.statement_timeout)
             .finish()
     }
 }
@@ -240,6 +285,27 @@ impl PostgresStoreBuilder {
         self
     }
 
+    /// How long a store statement waits for a row lock before failing
+    /// with the retryable [`Error::Unavailable`]. Default 2 s. A
+    /// [`checkpoint_in_transaction`](PostgresStore::checkpoint_in_transaction)
+    /// holds its lease's row lock until the caller's transaction ends; this
+    /// bounds how long a peer's take or the holder's renew can be stuck
+    /// behind a hung transaction. Set (with the statement timeout and READ
+    /// COMMITTED as the session's default isolation) on every connection of
+    /// a pool this builder makes; not used with [`pool`](Self::pool), whose
+    /// connections are configured by its owner.
+    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
+        self.lock_timeout = Some(timeout);
+        self
+    }
+
+    /// Bound on any one statement on the store's pool. Default 5 s. Not
+    /// used with [`pool`](Self::pool).
+    pub fn statement_timeout(mut self, timeout: Duration) -> Self {
+        self.statement_timeout = Some(timeout);
+        self
+    }
+
     /// Whether `build` creates or upgrades the schema (default `true`).
     /// With `false`, run [`PostgresStore::migrate`] yourself first.
     pub fn migrate(mut self, migrate: bool) -> Self {
@@ -275,7 +341,7 @@ impl PostgresStoreBuilder {
     /// A builder from key/value settings: `url` (required; its kcl options
     /// are read as below), `application`, `schema`, `leases_table`,
     /// `workers_table`, `checkpoints_table`, `max_connections`,
-    /// `acquire_timeout` and `migrate`. See [`from_url`](Self::from_url).
+    /// `acquire_timeout`, `migrate`, `lock_timeout` and `statement_timeout`. See [`from_url`](Self::from_url).
     /// Unknown keys are an [`Error::Config`].
     pub fn from_map<K, V>(pairs: impl IntoIterator<Item = (K, V)>) -> Result<Self>
     where
@@ -308,6 +374,8 @@ impl PostgresStoreBuilder {
         builder.max_connections = options.take_number("max_connections")?;
         builder.acquire_timeout = options.take_duration("acquire_timeout")?;
         builder.migrate = options.take_bool("migrate")?;
+        builder.lock_timeout = options.take_duration("lock_timeout")?;
+        builder.statement_timeout = options.take_duration("statement_timeout")?;
         let mut known = vec!["url"];
         known.extend(KNOWN_OPTIONS);
         options.finish(&known)?;
@@ -353,6 +421,20 @@ impl PostgresStoreBuilder {
                 crate::migrate::VERSION_TABLE
             )));
         }
+        let session = Session {
+            lock_timeout: self.lock_timeout.unwrap_or(DEFAULT_LOCK_TIMEOUT),
+            statement_timeout: self.statement_timeout.unwrap_or(DEFAULT_STATEMENT_TIMEOUT),
+        };
+        for (name, timeout) in [
+            ("lock_timeout", session.lock_timeout),
+            ("statement_timeout", session.statement_timeout),
+        ] {
+            if timeout < Duration::from_millis(1) {
+                return Err(Error::Config(format!(
+                    "PostgresStore {name} must be at least 1 ms"
+                )));
+            }
+        }
         let pool_options = || {
             PgPoolOptions::new()
                 .max_connections(self.max_connections.unwrap_or(10).max(1))
@@ -376,9 +458,9 @@ impl PostgresStoreBuilder {
                 let options = PgConnectOptions::from_str(&url).map_err(|e| {
                     Error::Config(format!("invalid postgres url {}: {e}", redact_url(&url)))
                 })?;
-                pool_options().connect_lazy_with(options)
+                pool_options().connect_lazy_with(session.apply(options))
             }
-            Source::Options(options) => pool_options().connect_lazy_with(*options),
+            Source::Options(options) => pool_options().connect_lazy_with(session.apply(*options)),
             Source::Pool(pool) => pool,
         };
         let store = PostgresStore::new(pool, application, tables);

@@ -25,6 +25,15 @@
 //!   idempotent.
 //! - **No SQL injection through names**: schema and table names must match
 //!   [`IDENTIFIER_RULE`] and are quoted.
+//! - **Bounded waits** on pools the builder makes: every connection starts
+//!   with `lock_timeout` (2 s), `statement_timeout` (5 s) and READ
+//!   COMMITTED as its default isolation, whatever the server's, role's or
+//!   URL's defaults; so a hung transactional checkpoint holding a lease's
+//!   row lock delays a peer's take by at most the lock timeout (a
+//!   retryable error; the taker tries again), and lost races stay
+//!   `Conflict` under a SERIALIZABLE default (`tests/session.rs` runs the
+//!   suite so). With [`PostgresStoreBuilder::pool`] these are the pool
+//!   owner's to set.
 //! - **Retryable errors** ([`kcl_core::Error::Unavailable`] /
 //!   [`Throttled`](kcl_core::Error::Throttled)) while the server is down or
 //!   restarting; the pool reconnects by itself.
@@ -73,5 +82,7 @@ mod sql;
 mod store;
 mod transactional;
 
-pub use config::{IDENTIFIER_RULE, PostgresStoreBuilder};
+pub use config::{
+    DEFAULT_LOCK_TIMEOUT, DEFAULT_STATEMENT_TIMEOUT, IDENTIFIER_RULE, PostgresStoreBuilder,
+};
 pub use store::PostgresStore;

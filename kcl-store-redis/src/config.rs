@@ -279,6 +279,7 @@ impl RedisStoreBuilder {
                 (connect(&url, root, config).await?, redact_url(&url))
             }
         };
+        warn_if_keys_can_be_evicted(&mut connection.clone(), &endpoint).await;
         Ok(RedisStore::new(
             connection,
             application,
@@ -286,6 +287,36 @@ impl RedisStoreBuilder {
             endpoint,
         ))
     }
+}
+
+/// Log a warning when the server's `maxmemory-policy` may evict the
+/// store's keys (none of which has a TTL): an evicted lease is a lease
+/// that silently vanished, an evicted checkpoint a restart from an older
+/// position. Servers that refuse `CONFIG GET` (managed services often do)
+/// are not checked.
+async fn warn_if_keys_can_be_evicted(connection: &mut ConnectionManager, endpoint: &str) {
+    let reply: redis::RedisResult<Vec<String>> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("maxmemory-policy")
+        .query_async(connection)
+        .await;
+    if let Ok(reply) = reply
+        && let Some(policy) = reply.get(1)
+        && can_evict_keys_without_ttl(policy)
+    {
+        tracing::warn!(
+            server = %endpoint,
+            policy = %policy,
+            "Redis maxmemory-policy can evict kcl's leases and checkpoints (they have no TTL): \
+             use noeviction (or a volatile-* policy) on the server that holds them"
+        );
+    }
+}
+
+/// Whether `policy` may evict keys that have no TTL: the `allkeys-*`
+/// policies. `noeviction` and `volatile-*` never touch them.
+pub(crate) fn can_evict_keys_without_ttl(policy: &str) -> bool {
+    policy.starts_with("allkeys")
 }
 
 async fn connect(
@@ -453,6 +484,21 @@ mod tests {
             let builder = RedisStoreBuilder::default().url(format!("redis://u:{secret}@h:1/0"));
             let debug = format!("{builder:?}");
             assert!(!debug.contains(secret), "{debug}");
+        }
+    }
+
+    #[test]
+    fn only_allkeys_policies_can_evict_the_stores_keys() {
+        for policy in ["allkeys-lru", "allkeys-lfu", "allkeys-random"] {
+            assert!(can_evict_keys_without_ttl(policy), "{policy}");
+        }
+        for policy in [
+            "noeviction",
+            "volatile-lru",
+            "volatile-ttl",
+            "volatile-random",
+        ] {
+            assert!(!can_evict_keys_without_ttl(policy), "{policy}");
         }
     }
 

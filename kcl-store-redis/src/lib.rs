@@ -87,6 +87,22 @@
 //! (use `appendonly yes` with `appendfsync always` to lose no acknowledged
 //! checkpoint).
 //!
+//! Eviction: leases and checkpoints have no TTL, so a server whose
+//! `maxmemory-policy` is `allkeys-*` may evict them when full; `build`
+//! logs a warning when it sees such a policy (`noeviction` is right).
+//!
+//! Replication and fencing: Redis replicates asynchronously. A write
+//! acknowledged by a primary that fails before its replica received it is
+//! lost when the replica is promoted: a take, renew or checkpoint can
+//! silently roll back, so a worker may find its lease owned by the
+//! previous holder again (its next fenced write fails with `Conflict`,
+//! and it stops) and a checkpoint may move back to an earlier position
+//! (records after it are delivered again: at-least-once holds, exactly
+//! once does not). Fencing itself stays sound on the promoted replica:
+//! every fenced write is one script checked against what that server
+//! holds. `WAIT 1 <ms>` after writes would narrow the window; it is not
+//! done today.
+//!
 //! # Features
 //!
 //! - `tls` (off by default): `rediss://` URLs, through rustls with the
