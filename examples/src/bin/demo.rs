@@ -85,6 +85,10 @@ struct Args {
     /// Where new shards start: trim-horizon or latest.
     #[arg(long, default_value = "trim-horizon")]
     initial_position: String,
+    /// Read by enhanced fan-out (SubscribeToShard through a consumer named
+    /// "kcl-demo", registered if absent) instead of polling.
+    #[arg(long)]
+    fan_out: bool,
 }
 
 /// What the workers did, shared with the display.
@@ -348,7 +352,19 @@ async fn run(args: Args) -> Result<(), String> {
             .min_call_interval(Duration::from_millis(100))
             .idle_time(Duration::from_millis(250));
     }
-    let source = Arc::new(builder.build().await.map_err(|e| e.to_string())?);
+    let polling = builder.build().await.map_err(|e| e.to_string())?;
+    let source: Arc<dyn kcl_core::retrieval::ShardSource> = if args.fan_out {
+        Arc::new(
+            polling
+                .fan_out()
+                .application("kcl-demo")
+                .build()
+                .await
+                .map_err(|e| e.to_string())?,
+        )
+    } else {
+        Arc::new(polling)
+    };
     let store = Arc::new(
         MemoryStore::builder()
             .application("kcl-demo")
