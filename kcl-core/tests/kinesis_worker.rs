@@ -392,3 +392,55 @@ async fn kinesis_mock_fan_out_initial_positions() {
     };
     initial_positions(&endpoint, Mode::FanOut).await;
 }
+
+/// KPL aggregates are de-aggregated the same way whichever reader
+/// delivers them: two aggregates of 5 user records and a plain record
+/// reach the processor as 11 records, once each.
+async fn kpl_aggregates(endpoint: &str, mode: Mode) {
+    let stream = support::unique_stream("kpl");
+    let c = support::client(endpoint);
+    support::create_stream(&c, &stream, 1).await;
+    for batch in 0..2 {
+        let mut aggregator = kcl_core::kpl::Aggregator::new();
+        for i in 0..5 {
+            aggregator
+                .add(format!("k{i}"), None, format!("u-{batch}-{i}"))
+                .unwrap();
+        }
+        let aggregate = aggregator.flush().unwrap();
+        c.put_record()
+            .stream_name(&stream)
+            .partition_key(&aggregate.partition_key)
+            .data(aws_sdk_kinesis::primitives::Blob::new(
+                aggregate.data.to_vec(),
+            ))
+            .send()
+            .await
+            .unwrap();
+    }
+    support::put(&c, &stream, "plain", 1).await;
+    let source = fast_source(endpoint, &stream, mode, &support::unique_stream("app")).await;
+    let mut fleet = Fleet::new();
+    fleet.start("a", source, InitialPosition::TrimHorizon);
+    let mut want: BTreeSet<String> = (0..2)
+        .flat_map(|b| (0..5).map(move |i| format!("u-{b}-{i}")))
+        .collect();
+    want.insert("plain-0".into());
+    fleet.wait_for(&want, Duration::from_secs(20)).await;
+    fleet.stop_all().await;
+    assert_eq!(fleet.payloads(), want);
+    assert_eq!(fleet.recorder.count(), 11, "each user record once");
+    support::delete_stream(&c, &stream).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ferrokinesis_kpl_aggregates_by_polling() {
+    let s = embedded::start(embedded::fast_options()).await.unwrap();
+    kpl_aggregates(&s.endpoint, Mode::Polling).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ferrokinesis_kpl_aggregates_by_fan_out() {
+    let s = embedded::start(embedded::fast_options()).await.unwrap();
+    kpl_aggregates(&s.endpoint, Mode::FanOut).await;
+}
