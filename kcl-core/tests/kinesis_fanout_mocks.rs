@@ -411,3 +411,30 @@ async fn registration_backs_off_on_throttling_and_joins_a_racing_peer() {
     let waited = started.elapsed();
     assert!(waited >= Duration::from_secs(3), "{waited:?}");
 }
+
+/// Subscriptions that end before their first event are counted as
+/// failures: backed off, and given up after `max_retries`, not a tight
+/// loop.
+#[tokio::test(start_paused = true)]
+async fn subscriptions_ending_before_any_event_back_off_and_give_up() {
+    let subscribe = mock!(Client::subscribe_to_shard)
+        .match_requests(|r| {
+            r.starting_position().map(|p| p.r#type()) == Some(&ShardIteratorType::TrimHorizon)
+        })
+        .then_http_response(|| stream_response(vec![initial()]));
+    let c = client(RuleMode::MatchAny, &[&active_rule(), &subscribe]);
+    let source = fan_out(c, 3).await;
+    let mut reader = source
+        .open_reader(&shard(), StartingPosition::TrimHorizon)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let err = reader.next_batch().await.unwrap_err();
+    assert!(err.is_retryable(), "{err:?}");
+    assert_eq!(subscribe.num_calls(), 4, "the first and three more");
+    assert!(
+        started.elapsed() >= Duration::from_millis(30),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -63,8 +63,11 @@ pub struct FanOutReader {
     last_delivered: Option<SequenceNumber>,
     continuation: Option<SequenceNumber>,
     events: Option<Events>,
-    /// Consecutive failed subscribes, stalls or broken streams.
+    /// Consecutive failed subscribes, stalls, broken streams, and
+    /// subscriptions that ended before their first event.
     failures: u32,
+    /// Whether the current subscription has delivered an event.
+    evented: bool,
     /// When a caught-up reader may next ask `ListShards` if the shard closed.
     next_closed_check: tokio::time::Instant,
     finished: bool,
@@ -122,6 +125,7 @@ impl FanOutReader {
             continuation: None,
             events: None,
             failures: 0,
+            evented: false,
             next_closed_check: first_closed_check,
             finished: false,
         };
@@ -177,6 +181,7 @@ impl FanOutReader {
                         .increment(1);
                     tracing::debug!(shard_id = %self.shard_id, ?from, "subscribed");
                     self.events = Some(out.event_stream);
+                    self.evented = false;
                     return Ok(());
                 }
                 Ok(Err(e)) => {
@@ -325,6 +330,7 @@ impl ShardReader for FanOutReader {
             match tokio::time::timeout(timeout, events.recv()).await {
                 Ok(Ok(Some(SubscribeToShardEventStream::SubscribeToShardEvent(event)))) => {
                     self.failures = 0;
+                    self.evented = true;
                     return self.on_event(event).await;
                 }
                 // An event type newer than this SDK: nothing to deliver.
@@ -332,6 +338,18 @@ impl ShardReader for FanOutReader {
                 Ok(Ok(None)) => {
                     tracing::debug!(shard_id = %self.shard_id, "subscription ended; resubscribing");
                     self.renew(Renewal::Ended);
+                    // One that ends before any event must not become a
+                    // tight subscribe loop: count it and back off.
+                    if !self.evented {
+                        let shard_id = self.shard_id.clone();
+                        self.failed(|| Error::Unavailable {
+                            service: "kinesis",
+                            source: Some(
+                                format!("subscriptions to {shard_id} end before any event").into(),
+                            ),
+                        })
+                        .await?;
+                    }
                 }
                 Ok(Err(e)) => {
                     if is_not_found(&e) {
