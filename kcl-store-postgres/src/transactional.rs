@@ -38,7 +38,14 @@ impl PostgresStore {
     /// caller's writes are never committed with a stale checkpoint.
     ///
     /// The transaction must be on the same database as the store's tables
-    /// (usually a connection from [`PostgresStore::pool`]).
+    /// (usually a connection from [`PostgresStore::pool`]), at READ
+    /// COMMITTED, PostgreSQL's default (and the default of every
+    /// connection of a pool the store makes). Under REPEATABLE READ or
+    /// SERIALIZABLE the lease row is renewed by the holder every few
+    /// seconds after the transaction's snapshot was taken, so the
+    /// checkpoint would fail at random with a serialization error; it is
+    /// refused up front instead with [`Error::Config`], before anything
+    /// is written (the transaction stays usable).
     ///
     /// ```no_run
     /// # async fn demo(store: kcl_store_postgres::PostgresStore, held: kcl_core::Lease) -> Result<(), Box<dyn std::error::Error>> {
@@ -63,6 +70,7 @@ impl PostgresStore {
                 "the held lease has no owner",
             ));
         };
+        require_read_committed(tx).await?;
         let position = Position::encode(checkpoint)?;
         sqlx::query(&self.sql.checkpoint_in_transaction)
             .bind(self.application.as_str().to_owned())
@@ -88,6 +96,7 @@ impl PostgresStore {
         shard_id: &ShardId,
         checkpoint: &ExtendedSequenceNumber,
     ) -> Result<()> {
+        require_read_committed(tx).await?;
         let position = Position::encode(checkpoint)?;
         sqlx::query(&self.sql.set_checkpoint_in_transaction)
             .bind(self.application.as_str().to_owned())
@@ -100,4 +109,23 @@ impl PostgresStore {
             .map_err(|e| map_fenced_sqlx(e, shard_id, checkpoint))?;
         Ok(())
     }
+}
+
+/// [`Error::Config`] unless `tx` runs at READ COMMITTED: a transactional
+/// checkpoint at a stricter level would fail whenever the holder renewed
+/// the lease after the transaction's snapshot (see
+/// [`PostgresStore::checkpoint_in_transaction`]).
+async fn require_read_committed(tx: &mut PgConnection) -> Result<()> {
+    let level: String = sqlx::query_scalar("SELECT current_setting('transaction_isolation')")
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(crate::error::map_sqlx)?;
+    if level != "read committed" {
+        return Err(Error::Config(format!(
+            "a transactional checkpoint needs a READ COMMITTED transaction, not {}: \
+             the holder's renews would make it fail with serialization errors at random",
+            level.to_uppercase()
+        )));
+    }
+    Ok(())
 }

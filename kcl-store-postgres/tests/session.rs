@@ -127,3 +127,72 @@ async fn the_suite_passes_with_serializable_sessions() {
         .await
         .unwrap();
 }
+
+/// A transactional checkpoint at REPEATABLE READ or SERIALIZABLE is
+/// refused up front with a clear `Config` error (it would otherwise fail at
+/// random, whenever a renew touched the lease after the snapshot), and the
+/// transaction stays usable; at READ COMMITTED it works after a renew.
+#[tokio::test]
+async fn transactional_checkpoints_need_read_committed() {
+    let Some(url) = common::url() else { return };
+    let schema = common::random_schema();
+    let store = PostgresStore::builder()
+        .url(&url)
+        .schema(&schema)
+        .application(random_application().as_str())
+        .build()
+        .await
+        .unwrap();
+    let lease = Lease::new(
+        ShardId::new("shardId-000000000001").unwrap(),
+        ExtendedSequenceNumber::TrimHorizon,
+    );
+    store.create_lease_if_absent(&lease).await.unwrap();
+    let held = store
+        .take_lease(&lease, &WorkerId::new("w-1").unwrap())
+        .await
+        .unwrap();
+    let at = |n: &str| ExtendedSequenceNumber::at(n.parse().unwrap(), 0);
+    for level in ["REPEATABLE READ", "SERIALIZABLE"] {
+        let mut tx = store.pool().begin().await.unwrap();
+        sqlx::query(&format!("SET TRANSACTION ISOLATION LEVEL {level}"))
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        let err = store
+            .checkpoint_in_transaction(&mut tx, &held, &at("5"))
+            .await
+            .unwrap_err();
+        match &err {
+            kcl_core::Error::Config(msg) => assert!(msg.contains("READ COMMITTED"), "{msg}"),
+            other => panic!("{level}: expected Config, got {other:?}"),
+        }
+        let one: i32 = sqlx::query_scalar("SELECT 1")
+            .fetch_one(&mut *tx)
+            .await
+            .expect("the transaction is still usable");
+        assert_eq!(one, 1);
+        tx.rollback().await.unwrap();
+    }
+    let mut tx = store.pool().begin().await.unwrap();
+    sqlx::query("SELECT 1").execute(&mut *tx).await.unwrap();
+    store.renew_lease(&held).await.unwrap();
+    store
+        .checkpoint_in_transaction(&mut tx, &held, &at("5"))
+        .await
+        .expect("READ COMMITTED after a renew");
+    tx.commit().await.unwrap();
+    assert_eq!(
+        store
+            .get_lease(&lease.shard_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .checkpoint,
+        at("5")
+    );
+    sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+        .execute(&common::pool(&url).await)
+        .await
+        .unwrap();
+}
