@@ -1,20 +1,22 @@
 //! `kcl multilang`: the JVM-free MultiLang daemon. Reads the Java
 //! daemon's properties, then runs one child process per leased shard on
-//! the kcl engine, polling Kinesis, leases in DynamoDB (as Java) or in the
-//! store `leaseStoreUrl` names.
+//! the kcl engine, reading Kinesis by enhanced fan-out or polling
+//! (`retrievalMode`), leases in DynamoDB (as Java) or in the store
+//! `leaseStoreUrl` names.
 
 use std::sync::Arc;
 
 use aws_config::BehaviorVersion;
 use aws_sdk_kinesis::config::retry::RetryConfig;
 use kcl_core::engine::Worker;
+use kcl_core::retrieval::ShardSource;
 use kcl_core::retrieval::kinesis::KinesisSource;
 use kcl_core::{LeaseStore, ProcessorErrorPolicy};
 use kcl_multilang::daemon::{ChildConfig, ChildProcessorFactory};
 use tokio_util::sync::CancellationToken;
 
 use crate::credentials;
-use crate::properties::MultiLangProperties;
+use crate::properties::{MultiLangProperties, Retrieval};
 use crate::store_url::{DynamoSettings, lease_store_from_url};
 
 /// Behaviour that is ours to choose (command-line flags).
@@ -77,13 +79,33 @@ pub async fn run(
     if let Some(endpoint) = &props.kinesis_endpoint {
         kinesis = kinesis.endpoint_url(endpoint);
     }
-    let source = KinesisSource::builder()
+    let polling = KinesisSource::builder()
         .client(aws_sdk_kinesis::Client::from_conf(kinesis.build()))
         .stream(props.stream.clone())
         .max_records(i32::try_from(props.max_records).unwrap_or(10_000))
         .idle_time(props.idle_time_between_reads)
         .build()
         .await?;
+    let source: Arc<dyn ShardSource> = match &props.retrieval {
+        Retrieval::Polling => Arc::new(polling),
+        Retrieval::FanOut {
+            consumer_name,
+            consumer_arn,
+        } => {
+            // The consumer is named after the application unless told
+            // otherwise, as Java; an ARN skips registration.
+            let mut fan_out = polling.fan_out().application(&props.application_name);
+            if let Some(name) = consumer_name {
+                fan_out = fan_out.consumer_name(name);
+            }
+            if let Some(arn) = consumer_arn {
+                fan_out = fan_out.consumer_arn(arn);
+            }
+            let source = fan_out.build().await?;
+            tracing::info!(consumer = %source.consumer_arn(), "reading by enhanced fan-out");
+            Arc::new(source)
+        }
+    };
 
     let mut dynamo =
         aws_sdk_dynamodb::config::Builder::from(&sdk).credentials_provider(dynamo_creds);
@@ -108,7 +130,7 @@ pub async fn run(
     child.legacy = options.legacy_protocol;
     let mut builder = Worker::builder()
         .lease_store(store)
-        .source(Arc::new(source))
+        .source(source)
         .lease_duration(props.failover_time)
         .shard_sync_interval(props.shard_sync_interval)
         .max_records(props.max_records)

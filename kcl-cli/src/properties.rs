@@ -30,7 +30,10 @@
 //! | `parentShardPollIntervalMillis` | 500 (the engine's) | 10000 |
 //! | `cleanupLeasesUponShardCompletion` | true (accepted; ended shards' leases stay until the store's cleanup) | true |
 //! | `maxLeasesForWorker` | accepted, warned: not enforced | unlimited |
-//! | `retrievalMode` | `POLLING` (fan-out is not wired into this daemon yet: `FANOUT` is a start error) | fan-out unless a polling key is set |
+//! | `retrievalMode` | `FANOUT` unless a polling key is set, as Java (see [`Retrieval`]) | same |
+//! | `fanoutConfig.consumerName` | `applicationName` | `applicationName` |
+//! | `fanoutConfig.consumerArn` | none (register or reuse the named consumer) | same |
+//! | `retryGetRecordsInSeconds`, `maxGetRecordsThreadPool` | only choose polling (above) | polling settings |
 //! | `shutdownGraceMillis` | 10000 | 0 (graceful shutdown times out at once) |
 //! | `timeoutInSeconds` | 300 per action, from the child's last message | none (then halts the JVM) |
 //! | `metricsLevel`, `maxActiveThreads`, ... | accepted, no effect | |
@@ -75,6 +78,10 @@ const USED: &[&str] = &[
     "cleanupLeasesUponShardCompletion",
     "maxLeasesForWorker",
     "retrievalMode",
+    "fanoutConfig.consumerName",
+    "fanoutConfig.consumerArn",
+    "retryGetRecordsInSeconds",
+    "maxGetRecordsThreadPool",
     "shutdownGraceMillis",
     "timeoutInSeconds",
     "leaseStoreUrl",
@@ -97,13 +104,42 @@ const NO_EFFECT: &[&str] = &[
     "ignoreUnexpectedChildShards",
     "skipShardSyncAtWorkerInitializationIfLeasesExist",
     "userAgent",
-    "fanoutConfig.consumerName",
-    "fanoutConfig.consumerArn",
     "maxLeasesToStealAtOneTime",
     "maxLeaseRenewalThreads",
     "billingMode",
     "logWarningForTaskAfterMillis",
     "processingLanguage",
+];
+
+/// How records are read: `retrievalMode`.
+///
+/// Java 3.x's rule when `retrievalMode` is absent (or `DEFAULT`):
+/// enhanced fan-out, unless one of its polling keys is set
+/// (`maxRecords`, `idleTimeBetweenReadsInMillis`,
+/// `retryGetRecordsInSeconds`, `maxGetRecordsThreadPool`), then polling.
+/// That is `RetrievalMode.decideForDefault` / `PollingConfigBean
+/// .anyPropertiesSet` in amazon-kinesis-client-multilang; we follow it so
+/// a properties file reads the same way under both daemons.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Retrieval {
+    /// `GetRecords` every `idleTimeBetweenReadsInMillis`.
+    Polling,
+    /// `SubscribeToShard` through a registered stream consumer.
+    FanOut {
+        /// `fanoutConfig.consumerName` (default: `applicationName`).
+        consumer_name: Option<String>,
+        /// `fanoutConfig.consumerArn`: use this consumer, register none.
+        consumer_arn: Option<String>,
+    },
+}
+
+/// Keys whose presence makes Java's default retrieval polling.
+const POLLING_KEYS: &[&str] = &[
+    "maxRecords",
+    "idleTimeBetweenReadsInMillis",
+    "retryGetRecordsInSeconds",
+    "maxGetRecordsThreadPool",
 ];
 
 /// The settings of one `kcl multilang` run.
@@ -140,6 +176,8 @@ pub struct MultiLangProperties {
     pub max_records: usize,
     /// `idleTimeBetweenReadsInMillis`.
     pub idle_time_between_reads: Duration,
+    /// `retrievalMode` with `fanoutConfig.*`.
+    pub retrieval: Retrieval,
     /// `parentShardPollIntervalMillis` (default: the engine's 500 ms).
     pub parent_shard_poll_interval: Option<Duration>,
     /// `shutdownGraceMillis`.
@@ -205,15 +243,21 @@ impl MultiLangProperties {
         if get("maxLeasesForWorker").is_some() {
             tracing::warn!("maxLeasesForWorker is not enforced by kcl multilang");
         }
-        match get("retrievalMode") {
-            None => {}
-            Some(m) if m.eq_ignore_ascii_case("POLLING") => {}
+        let fan_out = || Retrieval::FanOut {
+            consumer_name: get("fanoutConfig.consumerName").map(String::from),
+            consumer_arn: get("fanoutConfig.consumerArn").map(String::from),
+        };
+        let retrieval = match get("retrievalMode") {
+            Some(m) if m.eq_ignore_ascii_case("POLLING") => Retrieval::Polling,
+            Some(m) if m.eq_ignore_ascii_case("FANOUT") => fan_out(),
+            None => default_retrieval(&get, fan_out),
+            Some(m) if m.eq_ignore_ascii_case("DEFAULT") => default_retrieval(&get, fan_out),
             Some(m) => {
                 return Err(err(format!(
-                    "retrievalMode = {m:?}: kcl multilang polls (POLLING); enhanced fan-out is not wired into it yet"
+                    "retrievalMode = {m:?} must be FANOUT, POLLING or DEFAULT"
                 )));
             }
-        }
+        };
         let idle = millis("idleTimeBetweenReadsInMillis", 1500)?;
         if idle < Duration::from_millis(200) {
             return Err(err(
@@ -259,6 +303,7 @@ impl MultiLangProperties {
             shard_sync_interval: millis("shardSyncIntervalMillis", 60_000)?,
             max_records,
             idle_time_between_reads: idle,
+            retrieval,
             parent_shard_poll_interval: match get("parentShardPollIntervalMillis") {
                 Some(_) => Some(millis("parentShardPollIntervalMillis", 500)?),
                 None => None,
@@ -269,6 +314,23 @@ impl MultiLangProperties {
             lease_store_url: get("leaseStoreUrl").map(String::from),
             cleanup_leases_upon_shard_completion: cleanup,
         })
+    }
+}
+
+/// Java's default: fan-out unless a polling key is set.
+fn default_retrieval<'a>(
+    get: &impl Fn(&str) -> Option<&'a str>,
+    fan_out: impl FnOnce() -> Retrieval,
+) -> Retrieval {
+    match POLLING_KEYS.iter().find(|k| get(k).is_some()) {
+        Some(key) => {
+            tracing::info!(
+                key,
+                "a polling property is set and retrievalMode is not: polling, as Java (retrievalMode = FANOUT to read by fan-out)"
+            );
+            Retrieval::Polling
+        }
+        None => fan_out(),
     }
 }
 

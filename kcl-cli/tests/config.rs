@@ -3,7 +3,7 @@
 use std::time::{Duration, SystemTime};
 
 use kcl_cli::credentials::{self, CredentialsSpec};
-use kcl_cli::properties::{MultiLangProperties, parse_properties};
+use kcl_cli::properties::{MultiLangProperties, Retrieval, parse_properties};
 use kcl_core::InitialPosition;
 
 /// kclpy 3.2.0's own samples/sample.properties, as shipped.
@@ -84,6 +84,54 @@ fn values_and_quirks() {
     );
 }
 
+/// Java 3.x's rule: without `retrievalMode` (or with `DEFAULT`), fan-out
+/// unless a polling key is set; an explicit mode wins over polling keys.
+#[test]
+fn retrieval_mode_follows_java() {
+    let base = "executableName = a\napplicationName = app\nstreamName = s\n";
+    let mode = |extra: &str| {
+        MultiLangProperties::parse(&format!("{base}{extra}"))
+            .unwrap()
+            .retrieval
+    };
+    let default_fan_out = Retrieval::FanOut {
+        consumer_name: None,
+        consumer_arn: None,
+    };
+    assert_eq!(mode(""), default_fan_out);
+    assert_eq!(mode("retrievalMode = default\n"), default_fan_out);
+    // The kclpy sample sets no polling key: fan-out, as under Java.
+    assert_eq!(
+        MultiLangProperties::parse(KCLPY_SAMPLE).unwrap().retrieval,
+        default_fan_out
+    );
+    for key in [
+        "maxRecords = 500",
+        "idleTimeBetweenReadsInMillis = 1000",
+        "retryGetRecordsInSeconds = 5",
+        "maxGetRecordsThreadPool = 2",
+    ] {
+        assert_eq!(mode(&format!("{key}\n")), Retrieval::Polling, "{key}");
+        assert_eq!(
+            mode(&format!("{key}\nretrievalMode = DEFAULT\n")),
+            Retrieval::Polling,
+            "{key} with DEFAULT"
+        );
+    }
+    assert_eq!(mode("retrievalMode = polling\n"), Retrieval::Polling);
+    assert_eq!(
+        mode(
+            "retrievalMode = FANOUT\nmaxRecords = 500\n\
+             fanoutConfig.consumerName = audit\n\
+             fanoutConfig.consumerArn = arn:aws:kinesis:us-east-1:1:stream/s/consumer/audit:1\n"
+        ),
+        Retrieval::FanOut {
+            consumer_name: Some("audit".into()),
+            consumer_arn: Some("arn:aws:kinesis:us-east-1:1:stream/s/consumer/audit:1".into()),
+        }
+    );
+}
+
 #[test]
 fn start_errors_name_the_key() {
     let base = "executableName = a\napplicationName = app\nstreamName = s\n";
@@ -98,7 +146,7 @@ fn start_errors_name_the_key() {
             "callProcessRecordsEvenForEmptyRecordList = yes\n",
             "callProcessRecordsEvenForEmptyRecordList",
         ),
-        ("retrievalMode = FANOUT\n", "retrievalMode"),
+        ("retrievalMode = PUSH\n", "retrievalMode"),
         (
             "initialPositionInStream = AT_TIMESTAMP\n",
             "initialPositionInStreamExtended",

@@ -194,3 +194,64 @@ async fn dynamodb_leases_by_default() {
         .expect("the lease table named by tableName");
     assert_eq!(items.count(), 2, "one lease per shard");
 }
+
+/// `retrievalMode = FANOUT`: the Rust child under `kcl multilang` sees
+/// every record through `SubscribeToShard`, under the consumer named by
+/// `fanoutConfig.consumerName` (registered by the daemon), on two shards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_child_by_enhanced_fan_out() {
+    let kinesis = embedded::start(embedded::fast_options()).await.unwrap();
+    let client = support::client(&kinesis.endpoint);
+    let stream = support::unique("mlf");
+    support::create_stream(&client, &stream, 2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let application = support::unique("app");
+    let consumer = support::unique("consumer");
+    let extra = format!("retrievalMode = FANOUT\nfanoutConfig.consumerName = {consumer}");
+    let spec = DaemonSpec {
+        dir: dir.path(),
+        name: "f",
+        kind: ChildKind::Rust,
+        endpoint: &kinesis.endpoint,
+        stream: &stream,
+        application: &application,
+        store_url: "memory://",
+        extra: &extra,
+    };
+    let mut ledger = Ledger::default();
+    ledger.put(&client, &stream, 20).await;
+    let mut d = Daemon::start(&spec).unwrap();
+    wait_all_seen(ChildKind::Rust, &[&d], &ledger, "fan-out backlog").await;
+    ledger.put(&client, &stream, 20).await;
+    wait_all_seen(ChildKind::Rust, &[&d], &ledger, "fan-out live").await;
+    let log = d.log_text();
+    assert!(log.contains("reading by enhanced fan-out"), "{log}");
+    let arn = client
+        .describe_stream_summary()
+        .stream_name(&stream)
+        .send()
+        .await
+        .unwrap()
+        .stream_description_summary()
+        .unwrap()
+        .stream_arn()
+        .to_string();
+    let consumers = client
+        .list_stream_consumers()
+        .stream_arn(arn)
+        .send()
+        .await
+        .unwrap();
+    let names: Vec<&str> = consumers
+        .consumers()
+        .iter()
+        .map(|c| c.consumer_name())
+        .collect();
+    assert_eq!(
+        names,
+        [consumer.as_str()],
+        "the consumer the properties name"
+    );
+    d.signal(Signal::TERM);
+    assert_eq!(d.wait_exit(Duration::from_secs(30)), Some(0), "clean exit");
+}
