@@ -368,3 +368,95 @@ fn wait_gone(pid: i32, limit: Duration) -> bool {
     }
     false
 }
+
+/// A `processRecords` line of about 40 MB reaches a child that, before
+/// reading it, fills its stdout and stderr pipes with 2 MiB of chatter
+/// each: the daemon reads while it writes, so neither side blocks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_batch_while_the_child_chatters() {
+    use base64::Engine as _;
+    let s = setup("chatty", |c| c.action_timeout = Duration::from_secs(120));
+    let mut p = s.factory.create_processor(&s.shard);
+    let mut cp = s.checkpointer();
+    p.initialize(s.init()).await.unwrap();
+    let records: Vec<Record> = (0..30u8)
+        .map(|i| Record::new(u128::from(i).into(), "pk", vec![b'a' + i % 26; 1 << 20]))
+        .collect();
+    cp.on_delivered(records.last().unwrap().extended_sequence_number());
+    let input = ProcessRecordsInput {
+        shard_id: s.shard.clone(),
+        records: Arc::new(records.clone()),
+        millis_behind_latest: Some(0),
+    };
+    tokio::time::timeout(
+        Duration::from_secs(150),
+        p.process_records(input, cp.checkpointer()),
+    )
+    .await
+    .expect("deadlock: the batch never completed")
+    .unwrap();
+    let received = s.received();
+    let chatter = received.iter().position(|l| l == "chatter done").unwrap();
+    let batch = received
+        .iter()
+        .position(|l| l.starts_with(r#"{"action":"processRecords""#))
+        .unwrap();
+    assert!(chatter < batch, "the chatter came first");
+    let line = &received[batch];
+    assert!(line.len() > 40 << 20, "{} bytes", line.len());
+    let json: serde_json::Value = serde_json::from_str(line).unwrap();
+    let got = json["records"].as_array().unwrap();
+    assert_eq!(got.len(), records.len());
+    for (r, g) in records.iter().zip(got) {
+        let data = base64::engine::general_purpose::STANDARD
+            .decode(g["data"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(data, r.data.as_ref(), "record {}", r.sequence_number);
+    }
+}
+
+/// A child that closes its stdin and keeps running: the next write fails,
+/// the call fails at once as a broken pipe (not after the action
+/// timeout), that child is killed, and a child on another shard carries
+/// on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_pipe_ends_only_that_child() {
+    let s = setup("close-stdin", |c| {
+        c.action_timeout = Duration::from_secs(60)
+    });
+    let other = setup("ok", |_| {});
+    let mut p = s.factory.create_processor(&s.shard);
+    let mut q = other.factory.create_processor(&other.shard);
+    let mut cp = s.checkpointer();
+    let mut other_cp = other.checkpointer();
+    p.initialize(s.init()).await.unwrap();
+    q.initialize(other.init()).await.unwrap();
+    let pid = child_pid(&s);
+    let other_pid = child_pid(&other);
+    let start = Instant::now();
+    while !s.received().iter().any(|l| l == "stdin closed") {
+        assert!(start.elapsed() < Duration::from_secs(10), "never closed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let start = Instant::now();
+    let input = batch(&s.shard, &[1], &mut cp);
+    let e = p
+        .process_records(input, cp.checkpointer())
+        .await
+        .unwrap_err();
+    assert!(matches!(failure(&e), ChildFailure::BrokenPipe), "{e}");
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "found only after {:?}",
+        start.elapsed()
+    );
+    assert!(
+        wait_gone(pid, Duration::from_secs(5)),
+        "the child still runs"
+    );
+    assert!(!wait_gone(other_pid, Duration::from_millis(100)));
+    let input = batch(&other.shard, &[2], &mut other_cp);
+    q.process_records(input, other_cp.checkpointer())
+        .await
+        .unwrap();
+}

@@ -9,7 +9,7 @@ use std::time::Duration;
 use rustix::process::{Pid, Signal, kill_process_group};
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::ChildConfig;
 use crate::protocol::{ChildMessage, DEFAULT_MAX_CHILD_LINE, Line, LineReader, parse_child_line};
@@ -57,6 +57,10 @@ pub(crate) struct ChildProcess {
     exited: bool,
     stdin: Option<mpsc::Sender<Vec<u8>>>,
     messages: mpsc::Receiver<ChildMessage>,
+    /// Set by the writer when a write to the child's stdin failed: a
+    /// child that closed its stdin but still runs never answers, so the
+    /// wait for its answer must end here, not at the action timeout.
+    write_failed: watch::Receiver<bool>,
 }
 
 impl ChildProcess {
@@ -100,10 +104,12 @@ impl ChildProcess {
                 }
             };
         let (to_child, mut outgoing) = mpsc::channel::<Vec<u8>>(1);
+        let (write_failed_tx, write_failed) = watch::channel(false);
         tokio::spawn(async move {
             let mut stdin = stdin;
             while let Some(bytes) = outgoing.recv().await {
                 if stdin.write_all(&bytes).await.is_err() || stdin.flush().await.is_err() {
+                    let _ = write_failed_tx.send(true);
                     break;
                 }
             }
@@ -139,6 +145,7 @@ impl ChildProcess {
             exited: false,
             stdin: Some(to_child),
             messages,
+            write_failed,
         })
     }
 
@@ -159,7 +166,22 @@ impl ChildProcess {
         timeout: Duration,
         action: &str,
     ) -> Result<ChildMessage, ChildFailure> {
-        match tokio::time::timeout(timeout, self.messages.recv()).await {
+        let messages = &mut self.messages;
+        let write_failed = &mut self.write_failed;
+        let broken_pipe = async {
+            // The writer ending without a failure (stdin closed by us) is
+            // no broken pipe: wait on.
+            if write_failed.wait_for(|failed| *failed).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        // Biased: what the child said before the pipe broke comes first.
+        let received = tokio::select! {
+            biased;
+            received = tokio::time::timeout(timeout, messages.recv()) => received,
+            () = broken_pipe => return Err(ChildFailure::BrokenPipe),
+        };
+        match received {
             Ok(Some(message)) => Ok(message),
             Ok(None) => Err(self.gone().await),
             Err(_) => Err(ChildFailure::Timeout(timeout, action.to_string())),

@@ -50,6 +50,24 @@ while True:
         if mode == "checkpoint-in-initialize":
             checkpoint(None)
         status(action)
+        if mode == "chatty":
+            # 2 MiB on stdout and on stderr, far past the pipe buffers,
+            # before reading the next line: a daemon that only reads
+            # after writing would deadlock on a large processRecords.
+            for _ in range(32):
+                sys.stdout.write("chatter " + "x" * 65536 + "\n")
+                sys.stderr.write("noise " + "y" * 65536 + "\n")
+            sys.stdout.flush()
+            sys.stderr.flush()
+            with open(log, "a") as f:
+                f.write("chatter done\n")
+        if mode == "close-stdin":
+            # Close stdin but keep running: the daemon's next write fails.
+            os.close(0)
+            with open(log, "a") as f:
+                f.write("stdin closed\n")
+            while True:
+                time.sleep(1)
     elif action == "processRecords":
         if mode == "crash-on-records":
             os._exit(3)
