@@ -142,8 +142,9 @@ const POLLING_KEYS: &[&str] = &[
     "maxGetRecordsThreadPool",
 ];
 
-/// The settings of one `kcl multilang` run.
-#[derive(Debug, Clone)]
+/// The settings of one `kcl multilang` run. Its `Debug` hides the
+/// password of `leaseStoreUrl`.
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct MultiLangProperties {
     /// `executableName`, split on runs of spaces (no shell).
@@ -191,6 +192,48 @@ pub struct MultiLangProperties {
     /// `cleanupLeasesUponShardCompletion` (read as written, even `false`
     /// over the `true` default; the engine keeps ended shards' leases).
     pub cleanup_leases_upon_shard_completion: bool,
+}
+
+impl std::fmt::Debug for MultiLangProperties {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Every field but the store URL as it is; the URL with its password hidden.
+        f.debug_struct("MultiLangProperties")
+            .field("command", &self.command)
+            .field("application_name", &self.application_name)
+            .field("stream", &self.stream)
+            .field("credentials", &self.credentials)
+            .field("dynamo_credentials", &self.dynamo_credentials)
+            .field("region", &self.region)
+            .field("kinesis_endpoint", &self.kinesis_endpoint)
+            .field("dynamo_endpoint", &self.dynamo_endpoint)
+            .field("worker_id", &self.worker_id)
+            .field("table_name", &self.table_name)
+            .field("initial_position", &self.initial_position)
+            .field("failover_time", &self.failover_time)
+            .field("shard_sync_interval", &self.shard_sync_interval)
+            .field("max_records", &self.max_records)
+            .field("idle_time_between_reads", &self.idle_time_between_reads)
+            .field("retrieval", &self.retrieval)
+            .field(
+                "parent_shard_poll_interval",
+                &self.parent_shard_poll_interval,
+            )
+            .field("shutdown_grace", &self.shutdown_grace)
+            .field("action_timeout", &self.action_timeout)
+            .field("child_exit_wait", &self.child_exit_wait)
+            .field(
+                "lease_store_url",
+                &self
+                    .lease_store_url
+                    .as_deref()
+                    .map(kcl_core::store_url::redact_url),
+            )
+            .field(
+                "cleanup_leases_upon_shard_completion",
+                &self.cleanup_leases_upon_shard_completion,
+            )
+            .finish()
+    }
 }
 
 impl MultiLangProperties {

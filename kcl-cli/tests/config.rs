@@ -266,3 +266,13 @@ async fn store_by_url() {
     .unwrap_err();
     assert!(!e.to_string().contains("hunter2"), "{e}");
 }
+
+/// `Debug` of the settings never shows the lease store's password.
+#[test]
+fn debug_hides_the_store_password() {
+    let text = format!("{KCLPY_SAMPLE}leaseStoreUrl = redis://user:s3cr%2Fet@127.0.0.1:6379/0\n");
+    let p = MultiLangProperties::parse(&text).expect("valid properties");
+    let shown = format!("{p:?}");
+    assert!(!shown.contains("s3cr"), "password shown in {shown}");
+    assert!(shown.contains("127.0.0.1:6379"), "URL missing from {shown}");
+}
