@@ -32,21 +32,7 @@ pub(crate) fn record_capacity(operation: &'static str, consumed: Option<&Consume
 impl DynamoStore {
     /// The lease item of `shard_id`, read consistently.
     pub(crate) async fn get_item(&self, shard_id: &ShardId) -> Result<Option<Item>> {
-        let out = self
-            .inner
-            .client
-            .get_item()
-            .table_name(self.table())
-            .key(LEASE_KEY, s(shard_id.as_str()))
-            .consistent_read(true)
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
-            .send()
-            .await
-            .map_err(|e| map_sdk(self.table(), e))?;
-        record_capacity("GetItem", out.consumed_capacity());
-        Ok(out
-            .item
-            .filter(|item| !item.is_empty() && is_lease_item(item)))
+        Ok(self.read_any_item(shard_id).await?.filter(is_lease_item))
     }
 
     /// The item stored under `shard_id`, whatever it is, read consistently.
