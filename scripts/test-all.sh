@@ -19,4 +19,11 @@ echo "== cargo test"
 scope=(--workspace)
 [ $# -gt 0 ] && scope=()
 cargo test "${scope[@]}" --all-targets --all-features "$@"
+# Doctests, unless the arguments already pick targets (`--test NAME`,
+# `--lib`...), which cargo refuses to mix with `--doc`.
+for arg in "$@"; do
+    case "$arg" in
+    --test | --test=* | --lib | --bin | --bin=* | --bins | --example* | --bench* | --tests) exit 0 ;;
+    esac
+done
 cargo test "${scope[@]}" --doc --all-features "$@"
