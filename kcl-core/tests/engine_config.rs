@@ -76,3 +76,18 @@ fn durations_that_would_overflow_the_clock_are_refused() {
         assert!(msg.contains(name), "{name}: {msg}");
     }
 }
+
+#[test]
+fn a_zero_lease_cap_is_refused() {
+    let msg = config_error(full().max_leases_per_worker(0).build());
+    assert!(msg.contains("max_leases_per_worker"), "{msg}");
+    assert_eq!(
+        full()
+            .max_leases_per_worker(3)
+            .build()
+            .unwrap()
+            .config()
+            .max_leases_per_worker,
+        3
+    );
+}

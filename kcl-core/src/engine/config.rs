@@ -85,6 +85,13 @@ pub struct WorkerConfig {
     /// Process children without waiting for their parents to finish
     /// (gokini's `IgnoreShardOrdering`). Default false.
     pub ignore_shard_ordering: bool,
+    /// Most leases this worker holds at once (Java's
+    /// `maxLeasesForWorker`). The taker's share becomes
+    /// `min(max_leases_per_worker, ceil(leases / live workers))`, and no
+    /// take, balancing request or forced hand-off goes beyond it; leases
+    /// the fleet cannot hold stay free. Leases handed to this worker
+    /// explicitly are kept. Default `usize::MAX` (no cap); at least 1.
+    pub max_leases_per_worker: usize,
 }
 
 impl WorkerConfig {
@@ -109,6 +116,7 @@ impl WorkerConfig {
             retry_min_delay: Duration::from_millis(100),
             retry_max_delay: Duration::from_secs(10),
             ignore_shard_ordering: false,
+            max_leases_per_worker: usize::MAX,
         }
     }
 
@@ -161,6 +169,11 @@ impl WorkerConfig {
                 "retry_max_delay ({:?}) must not be shorter than retry_min_delay ({:?})",
                 self.retry_max_delay, self.retry_min_delay
             )));
+        }
+        if self.max_leases_per_worker == 0 {
+            return Err(Error::Config(
+                "max_leases_per_worker must be at least 1".into(),
+            ));
         }
         for (name, value) in [
             ("max_records", self.max_records),
@@ -374,6 +387,8 @@ impl<F> WorkerBuilder<F> {
         retry_max_delay: Duration);
     setter!(/// Do not wait for parents (default false).
         ignore_shard_ordering: bool);
+    setter!(/// Most leases held at once (default no cap).
+        max_leases_per_worker: usize);
 }
 
 impl<F: ProcessorFactory> WorkerBuilder<F> {

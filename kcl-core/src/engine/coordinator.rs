@@ -291,6 +291,7 @@ impl<F: ProcessorFactory> Coordinator<F> {
             scan_interval: config.scan_interval,
             take_interval: config.take_interval,
             handoff_timeout: config.handoff_timeout,
+            max_leases: config.max_leases_per_worker,
         };
         let me = self.me.clone();
         taker::plan(

@@ -24,7 +24,7 @@
 //! - **scan** (every `scan_interval`, about 500 ms): lists leases and
 //!   heartbeats and asks the pure planner (`taker::plan`) what to do: take
 //!   free and expired leases up to its share (`ceil(unfinished leases /
-//!   live workers)`), re-take leases listed as this worker's that have no
+//!   live workers)`, capped by `max_leases_per_worker`), re-take leases listed as this worker's that have no
 //!   consumer here (so the generation moves), ask the most loaded workers
 //!   to hand over several leases at once (at most every `take_interval`)
 //!   until no worker holds two more than another, force a hand-off not

@@ -77,6 +77,10 @@ pub(crate) struct Settings {
     pub(crate) scan_interval: Duration,
     pub(crate) take_interval: Duration,
     pub(crate) handoff_timeout: Duration,
+    /// Most leases this worker holds (Java's `maxLeasesForWorker`):
+    /// nothing is taken, forced or asked for beyond it. `usize::MAX` for
+    /// no cap.
+    pub(crate) max_leases: usize,
 }
 
 /// One listing, as the planner sees it.
@@ -151,14 +155,18 @@ pub(crate) fn plan(memory: &mut Memory, settings: &Settings, view: &View<'_>) ->
         }
         _ => false,
     });
+    let mut mine = unfinished.iter().filter(|l| l.is_owned_by(me)).count();
     for lease in overdue {
-        if startable(lease) && planned.insert(&lease.shard_id) {
+        if mine < settings.max_leases && startable(lease) && planned.insert(&lease.shard_id) {
             out.force.push(lease.clone());
+            mine += 1;
         }
     }
 
-    let target = unfinished.len().div_ceil(live.len().max(1));
-    let mut mine = unfinished.iter().filter(|l| l.is_owned_by(me)).count() + out.force.len();
+    let target = unfinished
+        .len()
+        .div_ceil(live.len().max(1))
+        .min(settings.max_leases);
     let expired = |l: &Lease| {
         memory
             .leases
@@ -186,7 +194,7 @@ pub(crate) fn plan(memory: &mut Memory, settings: &Settings, view: &View<'_>) ->
         // differ from ours): take it even above target; balancing evens it
         // out later.
         let starving = now.duration_since(since) >= settings.scan_interval * 2;
-        if mine < target || starving {
+        if mine < target || (starving && mine < settings.max_leases) {
             out.take.push(lease.clone());
             planned.insert(&lease.shard_id);
             mine += 1;
@@ -198,7 +206,14 @@ pub(crate) fn plan(memory: &mut Memory, settings: &Settings, view: &View<'_>) ->
         .is_none_or(|t| now.duration_since(t) >= settings.take_interval);
     if balance_due {
         memory.last_balance = Some(now);
-        out.request_handoff = balance(memory, view, &unfinished, &live, &planned, mine);
+        out.request_handoff = balance(memory, view, &unfinished, &live, &planned, mine)
+            .into_iter()
+            .take(
+                settings
+                    .max_leases
+                    .saturating_sub(mine + memory.pending.len()),
+            )
+            .collect();
     }
     out
 }

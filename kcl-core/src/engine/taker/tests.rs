@@ -17,6 +17,7 @@ fn settings() -> Settings {
         scan_interval: SCAN,
         take_interval: SCAN,
         handoff_timeout: Duration::from_secs(40),
+        max_leases: usize::MAX,
     }
 }
 
@@ -52,11 +53,23 @@ fn run(
     busy: &[usize],
     now: Instant,
 ) -> Plan {
+    run_with(&settings(), memory, me, leases, workers, busy, now)
+}
+
+fn run_with(
+    settings: &Settings,
+    memory: &mut Memory,
+    me: &str,
+    leases: &[Lease],
+    workers: &[WorkerHeartbeat],
+    busy: &[usize],
+    now: Instant,
+) -> Plan {
     let me = wid(me);
     let busy: HashSet<ShardId> = busy.iter().map(|n| sid(*n)).collect();
     plan(
         memory,
-        &settings(),
+        settings,
         &View {
             me: &me,
             leases,
@@ -85,6 +98,73 @@ fn free_leases_are_taken_up_to_a_fair_share() {
     );
     assert_eq!(ids(&plan.take), vec![sid(0), sid(1)]);
     assert!(plan.force.is_empty() && plan.request_handoff.is_empty());
+}
+
+#[test]
+fn the_lease_cap_bounds_takes_even_of_starving_leases() {
+    let capped = Settings {
+        max_leases: 2,
+        ..settings()
+    };
+    let leases: Vec<Lease> = (0..6).map(|n| lease(n, None)).collect();
+    let mut memory = Memory::default();
+    let t0 = Instant::now();
+    // Alone, the fair share would be all six; the cap is two.
+    let first = run_with(
+        &capped,
+        &mut memory,
+        "a",
+        &leases,
+        &heartbeats(&["a"]),
+        &[],
+        t0,
+    );
+    assert_eq!(ids(&first.take), vec![sid(0), sid(1)]);
+    // Nobody took the other four for two scans (starving): still not
+    // beyond the cap.
+    let mut now_held = leases.clone();
+    now_held[0].owner = Some(wid("a"));
+    now_held[1].owner = Some(wid("a"));
+    let later = t0 + SCAN * 3;
+    let plan = run_with(
+        &capped,
+        &mut memory,
+        "a",
+        &now_held,
+        &heartbeats(&["a"]),
+        &[0, 1],
+        later,
+    );
+    assert!(plan.take.is_empty(), "{plan:?}");
+}
+
+#[test]
+fn the_lease_cap_bounds_balancing_and_forced_hand_offs() {
+    let capped = Settings {
+        max_leases: 2,
+        ..settings()
+    };
+    // b holds ten; a (capped at 2) holds one: ceil(11 / 2) = 6 would ask
+    // for five, the cap allows one more.
+    let mut leases: Vec<Lease> = (0..10).map(|n| lease(n, Some("b"))).collect();
+    leases.push(lease(10, Some("a")));
+    let workers = heartbeats(&["a", "b"]);
+    let mut memory = Memory::default();
+    let t0 = Instant::now();
+    let plan = run_with(&capped, &mut memory, "a", &leases, &workers, &[10], t0);
+    assert_eq!(plan.request_handoff.len(), 1, "{plan:?}");
+    // Two overdue requests (made before a restart with a cap, say): only
+    // one is forced.
+    let mut memory = Memory::default();
+    memory.requested(&leases[0], t0);
+    memory.requested(&leases[1], t0);
+    let due = t0 + Duration::from_secs(40);
+    let plan = run_with(&capped, &mut memory, "a", &leases, &workers, &[10], due);
+    assert_eq!(plan.force.len(), 1, "{plan:?}");
+    assert!(
+        plan.take.is_empty() && plan.request_handoff.is_empty(),
+        "{plan:?}"
+    );
 }
 
 #[test]
