@@ -7,8 +7,11 @@
 //!   aws-config;
 //! - [`store_url`]: the one function that picks the lease store by URL
 //!   scheme (cargo features `dynamodb`, `redis`, `postgres`, `memory`);
-//! - [`multilang`]: the daemon itself.
+//! - [`multilang`]: the daemon itself;
+//! - [`admin`]: the admin subcommands (`kcl leases`, `kcl workers`,
+//!   `kcl checkpoint reset`, `kcl app delete`, `kcl fanout deregister`).
 
+pub mod admin;
 pub mod credentials;
 pub mod multilang;
 pub mod properties;

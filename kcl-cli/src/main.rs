@@ -1,16 +1,25 @@
 //! `kcl`: the kcl command line. `kcl multilang --properties-file F` (or
-//! `kcl multilang F`) runs a MultiLang processor on the kcl engine, no JVM.
+//! `kcl multilang F`) runs a MultiLang processor on the kcl engine, no JVM;
+//! the admin subcommands (`kcl leases`, `kcl workers`, `kcl checkpoint
+//! reset`, `kcl app delete`, `kcl fanout deregister`) live in
+//! [`kcl_cli::admin`].
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use kcl_cli::admin::{AdminCommand, EXIT_CODES_HELP, Exit};
 use kcl_cli::multilang::{self, Options};
 use kcl_cli::properties::MultiLangProperties;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser, Debug)]
-#[command(name = "kcl", version, about = "Kinesis Client Library tools")]
+#[command(
+    name = "kcl",
+    version,
+    about = "Kinesis Client Library tools",
+    after_help = EXIT_CODES_HELP
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -36,23 +45,34 @@ enum Command {
         #[arg(long)]
         legacy_protocol: bool,
     },
+    #[command(flatten)]
+    Admin(AdminCommand),
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The daemon logs its progress; an admin command prints its answer and
+    // logs only errors (RUST_LOG overrides both).
+    let default_filter = match cli.command {
+        Command::Multilang { .. } => "info",
+        Command::Admin(_) => "error",
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .init();
-    let cli = Cli::parse();
-    let Command::Multilang {
-        properties_file,
-        file,
-        java_compatible_exit,
-        legacy_protocol,
-    } = cli.command;
+    let (properties_file, file, java_compatible_exit, legacy_protocol) = match cli.command {
+        Command::Multilang {
+            properties_file,
+            file,
+            java_compatible_exit,
+            legacy_protocol,
+        } => (properties_file, file, java_compatible_exit, legacy_protocol),
+        Command::Admin(admin) => return run_admin(admin),
+    };
     let Some(path) = properties_file.or(file) else {
         eprintln!("kcl multilang: give the properties file (--properties-file FILE or FILE)");
         return ExitCode::from(2);
@@ -108,4 +128,27 @@ fn main() -> ExitCode {
             }
         }
     })
+}
+
+/// An admin subcommand: one line on stderr and a documented exit code on
+/// failure, never a panic's trace.
+fn run_admin(command: AdminCommand) -> ExitCode {
+    let name = command.name();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("kcl {name}: {e}");
+            return Exit::Failed.into();
+        }
+    };
+    match runtime.block_on(command.run()) {
+        Ok(()) => Exit::Ok.into(),
+        Err(e) => {
+            eprintln!("kcl {name}: {e}");
+            e.exit.into()
+        }
+    }
 }
