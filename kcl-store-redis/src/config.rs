@@ -6,6 +6,7 @@ use kcl_core::store_url::{StoreOptions, StoreUrl, redact_url};
 use kcl_core::{ApplicationName, Error, Result};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
+use crate::connection::{Connection, Link};
 use crate::error::from_redis;
 use crate::store::RedisStore;
 
@@ -22,8 +23,9 @@ const RECONNECT_RETRIES: usize = 2;
 /// for `redis+unix://`); any other option is refused by `from_url`.
 const CLIENT_OPTIONS: [&str; 4] = ["protocol", "db", "user", "pass"];
 /// The options [`RedisStoreBuilder::from_url`] reads from a URL's query.
-const KNOWN_OPTIONS: [&str; 5] = [
+const KNOWN_OPTIONS: [&str; 6] = [
     "application",
+    "cluster",
     "prefix",
     "connection_timeout",
     "response_timeout",
@@ -53,6 +55,9 @@ pub struct RedisStoreBuilder {
     key_prefix: String,
     connection_timeout: Duration,
     response_timeout: Duration,
+    cluster: bool,
+    #[cfg(feature = "cluster")]
+    cluster_connection: Option<redis::cluster_async::ClusterConnection>,
     #[cfg(feature = "tls")]
     tls_root_certificate: Option<Vec<u8>>,
 }
@@ -66,6 +71,9 @@ impl Default for RedisStoreBuilder {
             key_prefix: DEFAULT_KEY_PREFIX.to_string(),
             connection_timeout: DEFAULT_CONNECTION_TIMEOUT,
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
+            cluster: false,
+            #[cfg(feature = "cluster")]
+            cluster_connection: None,
             #[cfg(feature = "tls")]
             tls_root_certificate: None,
         }
@@ -80,6 +88,14 @@ impl std::fmt::Debug for RedisStoreBuilder {
             "tls_root_certificate",
             &self.tls_root_certificate.as_ref().map(|_| "<set>"),
         );
+        #[cfg(feature = "cluster")]
+        f.field(
+            "cluster_connection",
+            &self
+                .cluster_connection
+                .as_ref()
+                .map(|_| "<ClusterConnection>"),
+        );
         f.field("url", &self.url.as_deref().map(redact_url))
             .field(
                 "connection",
@@ -89,6 +105,7 @@ impl std::fmt::Debug for RedisStoreBuilder {
             .field("key_prefix", &self.key_prefix)
             .field("connection_timeout", &self.connection_timeout)
             .field("response_timeout", &self.response_timeout)
+            .field("cluster", &self.cluster)
             .finish()
     }
 }
@@ -96,7 +113,9 @@ impl std::fmt::Debug for RedisStoreBuilder {
 impl RedisStoreBuilder {
     /// The server's URL: `redis://[[user]:password@]host[:port][/db]`,
     /// `rediss://…` for TLS (feature `tls`), or `redis+unix:///path`.
-    /// Either this or [`connection`](Self::connection) is required.
+    /// With [`cluster`](Self::cluster), any one node of the cluster (the
+    /// client learns the others from it). Either this or a connection
+    /// ([`connection`](Self::connection), `cluster_connection`) is required.
     pub fn url(mut self, url: impl Into<String>) -> Self {
         self.url = Some(url.into());
         self
@@ -108,6 +127,28 @@ impl RedisStoreBuilder {
     /// and [`response_timeout`](Self::response_timeout) are then unused.
     pub fn connection(mut self, connection: ConnectionManager) -> Self {
         self.connection = Some(connection);
+        self
+    }
+
+    /// Talk to a Redis Cluster (feature `cluster`): the URL names one node,
+    /// the client discovers the rest, follows `MOVED`/`ASK` redirections
+    /// and refreshes its slot map when the cluster fails over. All of one
+    /// application's keys share one hash tag, so every script stays in one
+    /// slot. Default `false`; without the feature, `true` is an
+    /// [`Error::Config`] at [`build`](Self::build) that names it.
+    pub fn cluster(mut self, cluster: bool) -> Self {
+        self.cluster = cluster;
+        self
+    }
+
+    /// Use a cluster connection you already have instead of a URL (feature
+    /// `cluster`); its own timeouts and retries apply.
+    #[cfg(feature = "cluster")]
+    pub fn cluster_connection(
+        mut self,
+        connection: redis::cluster_async::ClusterConnection,
+    ) -> Self {
+        self.cluster_connection = Some(connection);
         self
     }
 
@@ -153,7 +194,9 @@ impl RedisStoreBuilder {
     ///
     /// `redis://[[user]:password@]host[:port][/db]?application=APP&prefix=kcl&connection_timeout=5s&response_timeout=5s`
     /// (also `rediss://` and `redis+unix://`; `tls_ca_file=/path/ca.pem`
-    /// with the `tls` feature). Every option is optional; set the
+    /// with the `tls` feature). A Redis Cluster (feature `cluster`) is
+    /// `redis+cluster://host:port` or `rediss+cluster://…` (any one node),
+    /// or `cluster=true` on a `redis://`/`rediss://` URL. Every option is optional; set the
     /// application afterwards with [`application`](Self::application) if
     /// the URL does not. Durations are `500ms`, `5s`, `2m` or seconds.
     /// A password must be percent-encoded (`/` as `%2F`, `?` as `%3F`, `#`
@@ -175,6 +218,7 @@ impl RedisStoreBuilder {
 
     /// A builder from key/value settings: `url` (required, a Redis URL
     /// whose kcl options are read as below), `application`, `prefix`,
+    /// `cluster` (`true`/`false`),
     /// `connection_timeout`, `response_timeout`, and `tls_ca_file` (feature
     /// `tls`). See [`from_url`](Self::from_url). Unknown keys are an
     /// [`Error::Config`].
@@ -188,9 +232,10 @@ impl RedisStoreBuilder {
             .take("url")
             .ok_or_else(|| Error::Config("a Redis store's settings need a url".into()))?;
         let mut url = StoreUrl::parse(&url)?;
-        if !matches!(url.scheme(), "redis" | "rediss" | "redis+unix" | "unix") {
+        let cluster_scheme = matches!(url.scheme(), "redis+cluster" | "rediss+cluster");
+        if !cluster_scheme && !matches!(url.scheme(), "redis" | "rediss" | "redis+unix" | "unix") {
             return Err(Error::Config(format!(
-                "{} is not a redis://, rediss:// or redis+unix:// URL",
+                "{} is not a redis://, rediss://, redis+cluster://, rediss+cluster:// or redis+unix:// URL",
                 url.redacted()
             )));
         }
@@ -200,7 +245,24 @@ impl RedisStoreBuilder {
             }
         }
         url.refuse_unknown_options(&CLIENT_OPTIONS, &KNOWN_OPTIONS)?;
-        let mut builder = RedisStoreBuilder::default().url(url.client_url());
+        let mut client_url = url.client_url();
+        if cluster_scheme {
+            // The client knows only redis:// and rediss://.
+            client_url = client_url.replacen("+cluster", "", 1);
+        }
+        let mut builder = RedisStoreBuilder::default().url(client_url);
+        if cluster_scheme {
+            builder = builder.cluster(true);
+        }
+        if let Some(cluster) = options.take_bool("cluster")? {
+            if cluster_scheme && !cluster {
+                return Err(Error::Config(format!(
+                    "{} is a cluster URL but says cluster=false",
+                    url.redacted()
+                )));
+            }
+            builder = builder.cluster(cluster);
+        }
         if let Some(application) = options.take("application") {
             builder = builder.application(application);
         }
@@ -253,35 +315,61 @@ impl RedisStoreBuilder {
                 return Err(Error::Config(format!("RedisStore {name} must not be zero")));
             }
         }
-        let (connection, endpoint) = match (self.url, self.connection) {
-            (Some(_), Some(_)) => {
+        #[cfg(feature = "cluster")]
+        let given_cluster = self.cluster_connection;
+        #[cfg(not(feature = "cluster"))]
+        let given_cluster: Option<std::convert::Infallible> = None;
+        let given = usize::from(self.url.is_some())
+            + usize::from(self.connection.is_some())
+            + usize::from(given_cluster.is_some());
+        if given != 1 {
+            return Err(Error::Config(
+                "RedisStore needs exactly one of a URL, a connection or a cluster connection"
+                    .into(),
+            ));
+        }
+        #[cfg(feature = "tls")]
+        let root = self.tls_root_certificate;
+        #[cfg(not(feature = "tls"))]
+        let root = None;
+        let (link, endpoint) = if let Some(connection) = self.connection {
+            if self.cluster {
                 return Err(Error::Config(
-                    "RedisStore takes a URL or a connection, not both".into(),
+                    "RedisStore: cluster(true) needs a URL or a cluster connection, \
+                     not a single-server ConnectionManager"
+                        .into(),
                 ));
             }
-            (None, None) => {
-                return Err(Error::Config(
-                    "RedisStore needs a URL or a connection".into(),
-                ));
-            }
-            (None, Some(connection)) => (connection, "<connection>".to_string()),
-            (Some(url), None) => {
+            (Link::single(connection, None), "<connection>".to_string())
+        } else if let Some(url) = self.url {
+            let shown = redact_url(&url);
+            let link = if self.cluster {
+                connect_cluster(&url, root, self.connection_timeout, self.response_timeout).await?
+            } else {
                 let config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(self.connection_timeout))
                     .set_response_timeout(Some(self.response_timeout))
                     .set_number_of_retries(RECONNECT_RETRIES)
                     .set_min_delay(Duration::from_millis(50))
                     .set_max_delay(Duration::from_millis(500));
-                #[cfg(feature = "tls")]
-                let root = self.tls_root_certificate;
-                #[cfg(not(feature = "tls"))]
-                let root = None;
-                (connect(&url, root, config).await?, redact_url(&url))
+                connect(&url, root, config).await?
+            };
+            (link, shown)
+        } else {
+            #[cfg(feature = "cluster")]
+            {
+                let connection = given_cluster.expect("counted above");
+                (
+                    Link::cluster(connection),
+                    "<cluster connection>".to_string(),
+                )
             }
+            #[cfg(not(feature = "cluster"))]
+            unreachable!("no cluster connection without the feature")
         };
-        warn_if_keys_can_be_evicted(&mut connection.clone(), &endpoint).await;
+        warn_if_keys_can_be_evicted(&mut link.connection(), &endpoint).await;
         Ok(RedisStore::new(
-            connection,
+            std::sync::Arc::new(link),
             application,
             &self.key_prefix,
             endpoint,
@@ -294,7 +382,7 @@ impl RedisStoreBuilder {
 /// that silently vanished, an evicted checkpoint a restart from an older
 /// position. Servers that refuse `CONFIG GET` (managed services often do)
 /// are not checked.
-async fn warn_if_keys_can_be_evicted(connection: &mut ConnectionManager, endpoint: &str) {
+async fn warn_if_keys_can_be_evicted(connection: &mut Connection, endpoint: &str) {
     let reply: redis::RedisResult<Vec<String>> = redis::cmd("CONFIG")
         .arg("GET")
         .arg("maxmemory-policy")
@@ -319,25 +407,89 @@ pub(crate) fn can_evict_keys_without_ttl(policy: &str) -> bool {
     policy.starts_with("allkeys")
 }
 
+/// Refuse a TLS root certificate for a plain URL, and a TLS URL without
+/// the `tls` feature, before anything is sent.
+fn check_tls(url: &str, shown: &str, root_certificate: Option<&Vec<u8>>) -> Result<()> {
+    if url.starts_with("rediss://") {
+        tls_ready(shown)
+    } else if root_certificate.is_some() {
+        Err(Error::Config(format!(
+            "a TLS root certificate was given but {shown} is not a rediss:// URL"
+        )))
+    } else {
+        Ok(())
+    }
+}
+
 async fn connect(
     url: &str,
     root_certificate: Option<Vec<u8>>,
     config: ConnectionManagerConfig,
-) -> Result<ConnectionManager> {
+) -> Result<Link> {
     let shown = redact_url(url);
-    if url.starts_with("rediss://") {
-        tls_ready(&shown)?;
-    } else if root_certificate.is_some() {
-        return Err(Error::Config(format!(
-            "a TLS root certificate was given but {shown} is not a rediss:// URL"
-        )));
-    }
+    check_tls(url, &shown, root_certificate.as_ref())?;
     // The client's parse error is not shown: it could echo the password.
     let client = open_client(url, root_certificate)
         .map_err(|e| Error::Config(format!("invalid Redis URL {shown} ({})", e.category())))?;
-    ConnectionManager::new_with_config(client, config)
+    let connection = ConnectionManager::new_with_config(client.clone(), config.clone())
         .await
-        .map_err(from_redis)
+        .map_err(from_redis)?;
+    Ok(Link::single(connection, Some((client, config))))
+}
+
+/// How many times the cluster client retries one request (after `MOVED`,
+/// `TRYAGAIN`, a lost node...) within the response timeout.
+#[cfg(feature = "cluster")]
+const CLUSTER_RETRIES: u32 = 6;
+
+#[cfg(feature = "cluster")]
+async fn connect_cluster(
+    url: &str,
+    root_certificate: Option<Vec<u8>>,
+    connection_timeout: Duration,
+    response_timeout: Duration,
+) -> Result<Link> {
+    let shown = redact_url(url);
+    check_tls(url, &shown, root_certificate.as_ref())?;
+    if url.starts_with("redis+unix://") || url.starts_with("unix://") {
+        return Err(Error::Config(format!(
+            "{shown}: a Redis Cluster is reached over TCP, not a unix socket"
+        )));
+    }
+    let builder = redis::cluster::ClusterClientBuilder::new(vec![url])
+        .connection_timeout(connection_timeout)
+        .response_timeout(response_timeout)
+        .retries(CLUSTER_RETRIES)
+        .min_retry_wait(20)
+        .max_retry_wait(500);
+    #[cfg(feature = "tls")]
+    let builder = match root_certificate {
+        Some(root) => builder.certs(redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(root),
+        }),
+        None => builder,
+    };
+    #[cfg(not(feature = "tls"))]
+    let _ = root_certificate;
+    let client = builder
+        .build()
+        .map_err(|e| Error::Config(format!("invalid Redis URL {shown} ({})", e.category())))?;
+    let connection = client.get_async_connection().await.map_err(from_redis)?;
+    Ok(Link::cluster(connection))
+}
+
+#[cfg(not(feature = "cluster"))]
+async fn connect_cluster(
+    url: &str,
+    _root_certificate: Option<Vec<u8>>,
+    _connection_timeout: Duration,
+    _response_timeout: Duration,
+) -> Result<Link> {
+    Err(Error::Config(format!(
+        "{} asks for a Redis Cluster: enable the `cluster` feature of kcl-store-redis",
+        redact_url(url)
+    )))
 }
 
 #[cfg(feature = "tls")]
@@ -446,6 +598,69 @@ mod tests {
         .unwrap();
         assert_eq!(from_map.key_prefix, "p");
         assert_eq!(from_map.url.as_deref(), Some("redis://127.0.0.1:1"));
+    }
+
+    #[test]
+    fn cluster_urls_ask_for_the_cluster_client() {
+        for (url, client) in [
+            (
+                "redis+cluster://:p%2Fw@10.0.0.1:7000",
+                "redis://:p%2Fw@10.0.0.1:7000",
+            ),
+            (
+                "rediss+cluster://node:7000/?prefix=x",
+                "rediss://node:7000/",
+            ),
+            ("redis://node:7000?cluster=true", "redis://node:7000"),
+        ] {
+            let builder = RedisStoreBuilder::from_url(url).unwrap();
+            assert!(builder.cluster, "{url}");
+            assert_eq!(builder.url.as_deref(), Some(client), "{url}");
+            assert!(!format!("{builder:?}").contains("p%2Fw"));
+        }
+        assert!(
+            !RedisStoreBuilder::from_url("redis://h?cluster=false")
+                .unwrap()
+                .cluster
+        );
+        assert!(!RedisStoreBuilder::from_url("redis://h").unwrap().cluster);
+        for bad in ["redis+cluster://h?cluster=false", "redis://h?cluster=maybe"] {
+            assert!(
+                matches!(RedisStoreBuilder::from_url(bad), Err(Error::Config(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[cfg(not(feature = "cluster"))]
+    #[tokio::test]
+    async fn a_cluster_without_the_feature_names_it() {
+        let err =
+            RedisStoreBuilder::from_url("redis+cluster://:hunter2@127.0.0.1:1?application=orders")
+                .unwrap()
+                .build()
+                .await
+                .unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, Error::Config(_)), "{msg}");
+        assert!(msg.contains("`cluster` feature"), "{msg}");
+        assert!(!msg.contains("hunter2"), "{msg}");
+    }
+
+    #[cfg(feature = "cluster")]
+    #[tokio::test]
+    async fn an_unreachable_cluster_is_retryable() {
+        let err = RedisStoreBuilder::default()
+            .application("app")
+            .url("redis://:hunter2@127.0.0.1:1")
+            .cluster(true)
+            .connection_timeout(Duration::from_millis(300))
+            .response_timeout(Duration::from_millis(300))
+            .build()
+            .await
+            .unwrap_err();
+        assert!(err.is_retryable(), "{err:?}");
+        assert!(!format!("{err} {err:?}").contains("hunter2"), "{err:?}");
     }
 
     #[test]

@@ -65,15 +65,23 @@
 //! conformance suite against a `redis-server` in cluster mode, which
 //! refuses any cross-slot script or transaction.
 //!
-//! This crate connects through a
-//! [`ConnectionManager`](redis::aio::ConnectionManager), which talks to one
-//! node; it does not follow `MOVED` redirections. Against a multi-node
-//! cluster, point it at the primary serving the application's slot
-//! (`CLUSTER KEYSLOT "{kcl:orders-consumer}"` tells which) or at a
-//! cluster-aware proxy. A `MOVED` reply (the slot moved, say after
-//! resharding) is [`Error::Generic`](kcl_core::Error::Generic), not a
-//! silent success; `TRYAGAIN`, `CLUSTERDOWN` and `MASTERDOWN` are
-//! retryable.
+//! By default the store talks to one server through a
+//! [`ConnectionManager`](redis::aio::ConnectionManager): it does not follow
+//! `MOVED` redirections, so point it at the primary serving the
+//! application's slot or at a cluster-aware proxy (a `MOVED` reply is
+//! [`Error::Generic`](kcl_core::Error::Generic), not a silent success).
+//!
+//! With the `cluster` feature and [`RedisStoreBuilder::cluster`] (or a
+//! `redis+cluster://host:port` URL, or `?cluster=true`), it talks to the
+//! cluster through `redis::cluster_async` instead: the URL names any one
+//! node, the client learns the others, routes each script to its slot's
+//! primary, follows `MOVED`/`ASK`, and refreshes its slot map when the
+//! cluster fails over; `TRYAGAIN`, `CLUSTERDOWN` and `MASTERDOWN` are
+//! retryable. `tests/cluster_client.rs` runs the conformance suite on a
+//! six-node cluster (three primaries, three replicas) and a
+//! `CLUSTER FAILOVER` of the application's slot while a worker renews and
+//! checkpoints: no fenced write is refused, no checkpoint moves back, and
+//! the promoted replica enforces the fence.
 //!
 //! # Failures
 //!
@@ -83,7 +91,12 @@
 //! configured timeouts (never hanging); the connection is re-established
 //! on its own and the same store works again once the server is back.
 //! Scripts are reloaded automatically after a restart empties the script
-//! cache. How much survives a restart is the server's persistence setting
+//! cache. A `READONLY` reply (the server was demoted to a replica: a
+//! Sentinel or manual failover behind a name or address that now points
+//! at the new primary) fails that call retryably and makes a store built
+//! from a URL open a new connection, so the next call reaches the current
+//! primary instead of meeting `READONLY` forever on the old connection (a
+//! store handed its own connection keeps it). How much survives a restart is the server's persistence setting
 //! (use `appendonly yes` with `appendfsync always` to lose no acknowledged
 //! checkpoint).
 //!
@@ -105,6 +118,9 @@
 //!
 //! # Features
 //!
+//! - `cluster` (off by default): the Redis Cluster client above. Without
+//!   it, `cluster(true)` or a `redis+cluster://` URL is an
+//!   [`Error::Config`](kcl_core::Error::Config) that names the feature.
 //! - `tls` (off by default): `rediss://` URLs, through rustls with the
 //!   aws-lc-rs provider and the platform's root certificates. Without it a
 //!   `rediss://` URL is an [`Error::Config`](kcl_core::Error::Config) that
@@ -113,6 +129,7 @@
 
 mod codec;
 mod config;
+mod connection;
 mod error;
 mod keys;
 mod scripts;

@@ -10,12 +10,12 @@ use kcl_core::{
     ApplicationName, CheckpointStore, Error, ExtendedSequenceNumber, Lease, LeaseStore,
     PendingCheckpoint, Result, ShardId, WorkerHeartbeat, WorkerId,
 };
-use redis::aio::ConnectionManager;
-use redis::{Script, Value};
+use redis::{FromRedisValue, Script, Value};
 
 use crate::codec::{self, Fields};
 use crate::config::RedisStoreBuilder;
-use crate::error::{conflict, from_redis, malformed};
+use crate::connection::{Connection, Link};
+use crate::error::{conflict, malformed};
 use crate::keys::Keys;
 use crate::scripts::Scripts;
 
@@ -31,7 +31,7 @@ pub struct RedisStore {
 }
 
 struct Inner {
-    connection: ConnectionManager,
+    link: Arc<Link>,
     application: ApplicationName,
     key_prefix: String,
     keys: Keys,
@@ -44,6 +44,7 @@ impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisStore")
             .field("endpoint", &self.inner.endpoint)
+            .field("cluster", &self.inner.link.is_cluster())
             .field("application", &self.inner.application)
             .field("hash_tag", &self.inner.keys.tag())
             .finish_non_exhaustive()
@@ -65,7 +66,7 @@ impl RedisStore {
     }
 
     pub(crate) fn new(
-        connection: ConnectionManager,
+        link: Arc<Link>,
         application: ApplicationName,
         key_prefix: &str,
         endpoint: String,
@@ -73,7 +74,7 @@ impl RedisStore {
         let keys = Keys::new(key_prefix, application.as_str());
         RedisStore {
             inner: Arc::new(Inner {
-                connection,
+                link,
                 application,
                 key_prefix: key_prefix.to_string(),
                 keys,
@@ -87,7 +88,7 @@ impl RedisStore {
     /// applications sharing one server see it), with the same key prefix.
     pub fn with_application(&self, application: ApplicationName) -> Self {
         RedisStore::new(
-            self.inner.connection.clone(),
+            self.inner.link.clone(),
             application,
             &self.inner.key_prefix,
             self.inner.endpoint.clone(),
@@ -105,8 +106,23 @@ impl RedisStore {
         self.inner.keys.tag()
     }
 
-    fn connection(&self) -> ConnectionManager {
-        self.inner.connection.clone()
+    fn connection(&self) -> Connection {
+        self.inner.link.connection()
+    }
+
+    /// Send one command (or pipeline) and map its failure.
+    async fn query<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T> {
+        let mut connection = self.connection();
+        cmd.query_async(&mut connection)
+            .await
+            .map_err(|e| self.inner.link.failed(&connection, e))
+    }
+
+    async fn query_pipeline<T: FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T> {
+        let mut connection = self.connection();
+        pipe.query_async(&mut connection)
+            .await
+            .map_err(|e| self.inner.link.failed(&connection, e))
     }
 
     fn scripts(&self) -> &Scripts {
@@ -121,10 +137,11 @@ impl RedisStore {
         for arg in args {
             invocation.arg(*arg);
         }
+        let mut connection = self.connection();
         invocation
-            .invoke_async(&mut self.connection())
+            .invoke_async(&mut connection)
             .await
-            .map_err(from_redis)
+            .map_err(|e| self.inner.link.failed(&connection, e))
     }
 
     /// Run a script on one lease and decode its status reply.
@@ -237,16 +254,13 @@ impl LeaseStore for RedisStore {
     }
 
     async fn get_lease(&self, shard_id: &ShardId) -> Result<Option<Lease>> {
-        let value: Value = redis::cmd("HGETALL")
-            .arg(self.inner.keys.lease(shard_id.as_str()))
-            .query_async(&mut self.connection())
-            .await
-            .map_err(from_redis)?;
+        let value: Value = self
+            .query(redis::cmd("HGETALL").arg(self.inner.keys.lease(shard_id.as_str())))
+            .await?;
         codec::lease_from_fields(codec::fields_from_value(value)?)
     }
 
     async fn list_leases(&self) -> Result<Vec<Lease>> {
-        let mut connection = self.connection();
         let index = self.inner.keys.lease_index();
         let mut seen = HashSet::new();
         let mut leases = Vec::new();
@@ -254,14 +268,15 @@ impl LeaseStore for RedisStore {
         loop {
             // SSCAN may return an id twice; a page is read in one pipelined
             // round trip of HGETALLs.
-            let (next, ids): (u64, Vec<String>) = redis::cmd("SSCAN")
-                .arg(&index)
-                .arg(cursor)
-                .arg("COUNT")
-                .arg(LIST_PAGE)
-                .query_async(&mut connection)
-                .await
-                .map_err(from_redis)?;
+            let (next, ids): (u64, Vec<String>) = self
+                .query(
+                    redis::cmd("SSCAN")
+                        .arg(&index)
+                        .arg(cursor)
+                        .arg("COUNT")
+                        .arg(LIST_PAGE),
+                )
+                .await?;
             let fresh: Vec<String> = ids
                 .into_iter()
                 .filter(|id| seen.insert(id.clone()))
@@ -271,10 +286,7 @@ impl LeaseStore for RedisStore {
                 for id in &fresh {
                     pipe.cmd("HGETALL").arg(self.inner.keys.lease(id));
                 }
-                let values: Vec<Value> = pipe
-                    .query_async(&mut connection)
-                    .await
-                    .map_err(from_redis)?;
+                let values: Vec<Value> = self.query_pipeline(&pipe).await?;
                 for value in values {
                     // A lease deleted since the scan reads as empty: skip it.
                     if let Some(lease) = codec::lease_from_fields(codec::fields_from_value(value)?)?
@@ -392,15 +404,16 @@ impl LeaseStore for RedisStore {
 
     async fn delete_lease(&self, shard_id: &ShardId) -> Result<()> {
         // Unconditional: the hash and its index entry go in one MULTI.
-        let () = redis::pipe()
-            .atomic()
-            .del(self.inner.keys.lease(shard_id.as_str()))
-            .ignore()
-            .srem(self.inner.keys.lease_index(), shard_id.as_str())
-            .ignore()
-            .query_async(&mut self.connection())
-            .await
-            .map_err(from_redis)?;
+        let () = self
+            .query_pipeline(
+                redis::pipe()
+                    .atomic()
+                    .del(self.inner.keys.lease(shard_id.as_str()))
+                    .ignore()
+                    .srem(self.inner.keys.lease_index(), shard_id.as_str())
+                    .ignore(),
+            )
+            .await?;
         Ok(())
     }
 
@@ -422,22 +435,21 @@ impl LeaseStore for RedisStore {
     }
 
     async fn heartbeat(&self, worker: &WorkerId) -> Result<()> {
-        let _: i64 = redis::cmd("HINCRBY")
-            .arg(self.inner.keys.workers())
-            .arg(worker.as_str())
-            .arg(1)
-            .query_async(&mut self.connection())
-            .await
-            .map_err(from_redis)?;
+        let _: i64 = self
+            .query(
+                redis::cmd("HINCRBY")
+                    .arg(self.inner.keys.workers())
+                    .arg(worker.as_str())
+                    .arg(1),
+            )
+            .await?;
         Ok(())
     }
 
     async fn list_workers(&self) -> Result<Vec<WorkerHeartbeat>> {
-        let value: Value = redis::cmd("HGETALL")
-            .arg(self.inner.keys.workers())
-            .query_async(&mut self.connection())
-            .await
-            .map_err(from_redis)?;
+        let value: Value = self
+            .query(redis::cmd("HGETALL").arg(self.inner.keys.workers()))
+            .await?;
         codec::fields_from_value(value)?
             .into_iter()
             .map(|(worker, counter)| {
@@ -454,12 +466,13 @@ impl LeaseStore for RedisStore {
     }
 
     async fn remove_worker(&self, worker: &WorkerId) -> Result<()> {
-        let _: i64 = redis::cmd("HDEL")
-            .arg(self.inner.keys.workers())
-            .arg(worker.as_str())
-            .query_async(&mut self.connection())
-            .await
-            .map_err(from_redis)?;
+        let _: i64 = self
+            .query(
+                redis::cmd("HDEL")
+                    .arg(self.inner.keys.workers())
+                    .arg(worker.as_str()),
+            )
+            .await?;
         Ok(())
     }
 }
@@ -467,13 +480,14 @@ impl LeaseStore for RedisStore {
 #[async_trait]
 impl CheckpointStore for RedisStore {
     async fn get_checkpoint(&self, shard_id: &ShardId) -> Result<Option<ExtendedSequenceNumber>> {
-        let (value, sub): (Option<String>, Option<String>) = redis::cmd("HMGET")
-            .arg(self.inner.keys.checkpoint(shard_id.as_str()))
-            .arg(codec::CHECKPOINT)
-            .arg(codec::CHECKPOINT_SUB)
-            .query_async(&mut self.connection())
-            .await
-            .map_err(from_redis)?;
+        let (value, sub): (Option<String>, Option<String>) = self
+            .query(
+                redis::cmd("HMGET")
+                    .arg(self.inner.keys.checkpoint(shard_id.as_str()))
+                    .arg(codec::CHECKPOINT)
+                    .arg(codec::CHECKPOINT_SUB),
+            )
+            .await?;
         codec::position(shard_id.as_str(), value, sub)
     }
 

@@ -132,3 +132,206 @@ pub async fn restart_tolerant_store(server: &RedisProcess) -> kcl_store_redis::R
         .await
         .expect("connect")
 }
+
+/// A Redis Cluster of `primaries` primaries with one replica each, every
+/// node a private redis-server on loopback, joined by
+/// `redis-cli --cluster create`. The nodes stop when it is dropped.
+pub struct Cluster {
+    pub nodes: Vec<RedisProcess>,
+}
+
+/// The redis-cli binary: `KCL_TEST_REDIS_CLI_BIN` (scripts/servers/redis.sh
+/// sets it), else the one beside `server_bin`, else `redis-cli` on PATH.
+pub fn redis_cli(server_bin: &str) -> String {
+    if let Ok(cli) = std::env::var("KCL_TEST_REDIS_CLI_BIN")
+        && !cli.is_empty()
+    {
+        return cli;
+    }
+    let beside = std::path::Path::new(server_bin).with_file_name("redis-cli");
+    if beside.exists() {
+        return beside.display().to_string();
+    }
+    "redis-cli".to_string()
+}
+
+impl Cluster {
+    pub async fn start(server_bin: &str, primaries: usize) -> Cluster {
+        let nodes: Vec<RedisProcess> = (0..primaries * 2)
+            .map(|_| {
+                RedisProcess::start(
+                    server_bin,
+                    &[
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        "nodes.conf",
+                        "--cluster-node-timeout",
+                        "3000",
+                        "--save",
+                        "",
+                        "--appendonly",
+                        "no",
+                    ],
+                )
+            })
+            .collect();
+        let mut create = Command::new(redis_cli(server_bin));
+        create.arg("--cluster").arg("create");
+        for node in &nodes {
+            create.arg(format!("127.0.0.1:{}", node.port));
+        }
+        let out = create
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run redis-cli --cluster create");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let cluster = Cluster { nodes };
+        cluster.wait_until_settled().await;
+        cluster
+    }
+
+    /// Until every node says the cluster is ok, knows every node, and every
+    /// replica's link to its primary is up.
+    pub async fn wait_until_settled(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for node in &self.nodes {
+            loop {
+                let info = node.command(&["CLUSTER", "INFO"]).await;
+                let replication = node.command(&["INFO", "replication"]).await;
+                let known = format!("cluster_known_nodes:{}", self.nodes.len());
+                let linked = replication.contains("role:master")
+                    || replication.contains("master_link_status:up");
+                if info.contains("cluster_state:ok") && info.contains(&known) && linked {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "cluster never settled: {info}\n{replication}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
+    /// The URL of one node (the store finds the others from it).
+    pub fn url(&self) -> String {
+        self.nodes[0].url()
+    }
+
+    /// The node serving `key`'s slot as primary, and its replica.
+    pub async fn primary_and_replica_of(&self, key: &str) -> (&RedisProcess, &RedisProcess) {
+        let slot: i64 = {
+            let mut con = self.nodes[0].connection().await;
+            redis::cmd("CLUSTER")
+                .arg("KEYSLOT")
+                .arg(key)
+                .query_async(&mut con)
+                .await
+                .unwrap()
+        };
+        let nodes = self.nodes[0].command(&["CLUSTER", "NODES"]).await;
+        let mut primary_id = None;
+        for line in nodes.lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() < 9 || !fields[2].contains("master") {
+                continue;
+            }
+            let serves = fields[8..].iter().any(|range| {
+                let (lo, hi) = range.split_once('-').unwrap_or((range, range));
+                matches!((lo.parse::<i64>(), hi.parse::<i64>()), (Ok(lo), Ok(hi)) if lo <= slot && slot <= hi)
+            });
+            if serves {
+                primary_id = Some(fields[0].to_string());
+            }
+        }
+        let primary_id = primary_id.expect("a primary serves the slot");
+        let port_of = |id: &str, as_replica: bool| -> u16 {
+            nodes
+                .lines()
+                .map(|l| l.split_whitespace().collect::<Vec<_>>())
+                .find(|f| if as_replica { f[3] == id } else { f[0] == id })
+                .and_then(|f| f[1].split(['@', ':']).nth(1).and_then(|p| p.parse().ok()))
+                .expect("node address")
+        };
+        let primary = port_of(&primary_id, false);
+        let replica = port_of(&primary_id, true);
+        let by_port = |p: u16| self.nodes.iter().find(|n| n.port == p).expect("our node");
+        (by_port(primary), by_port(replica))
+    }
+}
+
+impl RedisProcess {
+    /// A plain connection to this one server.
+    pub async fn connection(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.url().as_str())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect to the node")
+    }
+
+    /// Run one command on this server and read its reply as text.
+    pub async fn command(&self, args: &[&str]) -> String {
+        let mut con = self.connection().await;
+        let mut cmd = redis::cmd(args[0]);
+        for arg in &args[1..] {
+            cmd.arg(*arg);
+        }
+        cmd.query_async(&mut con)
+            .await
+            .expect("command on the node")
+    }
+}
+
+/// A TCP forwarder on loopback that sends each new connection to the port
+/// it currently points at: what a DNS name or virtual address does when a
+/// failover moves it. Connections already open stay where they were.
+pub struct Forwarder {
+    pub port: u16,
+    target: std::sync::Arc<std::sync::atomic::AtomicU16>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Forwarder {
+    pub async fn start(target: u16) -> Forwarder {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let target = std::sync::Arc::new(std::sync::atomic::AtomicU16::new(target));
+        let current = target.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let to = current.load(std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async move {
+                    if let Ok(mut outbound) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", to)).await
+                    {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        Forwarder { port, target, task }
+    }
+
+    /// Send new connections to `port` from now on.
+    pub fn point_at(&self, port: u16) {
+        self.target.store(port, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
