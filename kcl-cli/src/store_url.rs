@@ -8,6 +8,7 @@
 //! |---|---|---|
 //! | `dynamodb://[table][?region=…&endpoint=…]` | DynamoDB (Java-compatible lease table; default table: `tableName`, else the application name) | `dynamodb` |
 //! | `redis://…`, `rediss://…` | Redis | `redis` |
+//! | `redis+cluster://host:port…`, `rediss+cluster://…`, or `redis://…?cluster=true` | Redis Cluster (the URL names any one node; the client finds the rest and follows failovers) | `redis-cluster` |
 //! | `postgres://…`, `postgresql://…` | Postgres | `postgres` |
 //! | `memory://` | in-process memory (one process only) | `memory` |
 
@@ -34,11 +35,16 @@ pub async fn lease_store_from_url(
     let scheme = url.split_once("://").map(|(s, _)| s).unwrap_or_default();
     match scheme {
         "dynamodb" => dynamodb(url, application, dynamo).await,
-        "redis" | "rediss" => redis(url, application).await,
+        "redis" | "rediss" | "redis+cluster" | "rediss+cluster" => {
+            if wants_cluster(scheme, url) && !cfg!(feature = "redis-cluster") {
+                return Err(missing("redis-cluster", url));
+            }
+            redis(url, application).await
+        }
         "postgres" | "postgresql" => postgres(url, application).await,
         "memory" => memory(url, application),
         _ => Err(Error::Config(format!(
-            "lease store URL {} has no known scheme (dynamodb://, redis://, rediss://, postgres://, postgresql://, memory://)",
+            "lease store URL {} has no known scheme (dynamodb://, redis://, rediss://, redis+cluster://, rediss+cluster://, postgres://, postgresql://, memory://)",
             redact(url)
         ))),
     }
@@ -47,6 +53,19 @@ pub async fn lease_store_from_url(
 /// The URL with any password hidden, for logs and errors.
 pub fn redact(url: &str) -> String {
     kcl_core::store_url::redact_url(url)
+}
+
+/// Whether a Redis URL asks for the cluster client.
+fn wants_cluster(scheme: &str, url: &str) -> bool {
+    scheme.ends_with("+cluster")
+        || url.split_once('?').is_some_and(|(_, query)| {
+            query.split('&').any(|kv| {
+                matches!(
+                    kv,
+                    "cluster=true" | "cluster=yes" | "cluster=1" | "cluster=on"
+                )
+            })
+        })
 }
 
 /// Whether the URL sets the application itself (then it wins over the
@@ -62,12 +81,6 @@ fn names_application(url: &str) -> bool {
         .is_some_and(|(_, query)| query.split('&').any(|kv| kv.starts_with("application=")))
 }
 
-#[cfg(not(all(
-    feature = "dynamodb",
-    feature = "redis",
-    feature = "postgres",
-    feature = "memory"
-)))]
 fn missing(feature: &str, url: &str) -> Error {
     Error::Config(format!(
         "lease store URL {}: this kcl was built without the {feature:?} feature",
@@ -142,4 +155,39 @@ fn memory(url: &str, application: &str) -> Result<Arc<dyn LeaseStore>> {
 #[cfg(not(feature = "memory"))]
 fn memory(url: &str, _: &str) -> Result<Arc<dyn LeaseStore>> {
     Err(missing("memory", url))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_urls_are_recognised() {
+        for url in [
+            "redis+cluster://h:7000",
+            "rediss+cluster://h:7000/?prefix=p",
+            "redis://h:7000?prefix=p&cluster=true",
+        ] {
+            let scheme = url.split_once("://").unwrap().0;
+            assert!(wants_cluster(scheme, url), "{url}");
+        }
+        assert!(!wants_cluster("redis", "redis://h:7000?cluster=false"));
+        assert!(!wants_cluster("redis", "redis://h:7000?clustered=true"));
+    }
+
+    /// A cluster URL reaches the cluster client (which cannot connect to a
+    /// closed port: retryable), not the "no known scheme" refusal.
+    #[cfg(feature = "redis-cluster")]
+    #[tokio::test]
+    async fn a_cluster_url_opens_the_cluster_client() {
+        let err = lease_store_from_url(
+            "redis+cluster://:hunter2@127.0.0.1:1?connection_timeout=300ms&response_timeout=300ms",
+            "orders",
+            DynamoSettings::default(),
+        )
+        .await
+        .unwrap_err();
+        assert!(err.is_retryable(), "{err:?}");
+        assert!(!format!("{err} {err:?}").contains("hunter2"), "{err:?}");
+    }
 }
