@@ -91,3 +91,18 @@ fn a_zero_lease_cap_is_refused() {
         3
     );
 }
+
+#[test]
+fn a_lease_scan_cadence_faster_than_the_scan_interval_is_refused() {
+    let msg = config_error(
+        full()
+            .scan_interval(Duration::from_secs(2))
+            .lease_scan_interval(Duration::from_secs(1))
+            .build(),
+    );
+    assert!(msg.contains("lease_scan_interval"), "{msg}");
+    let msg = config_error(full().lease_scan_interval(Duration::ZERO).build());
+    assert!(msg.contains("lease_scan_interval"), "{msg}");
+    let worker = full().build().unwrap();
+    assert_eq!(worker.config().lease_scan_interval, Duration::from_secs(60));
+}

@@ -45,11 +45,17 @@ pub struct WorkerConfig {
     /// How often the taker may ask busy workers to hand leases over
     /// (balancing). Default lease duration / 2.
     pub take_interval: Duration,
-    /// How often the taker lists leases and workers to pick up free,
-    /// expired and handed-over leases. Default 500 ms. Shorter means
-    /// faster pick-up after a release but one more `list_leases` and
-    /// `list_workers` per interval per worker on the store.
+    /// How often the taker reads the workers' heartbeats, and lists every
+    /// lease while something is changing (a worker joined, left or went
+    /// quiet, leases are free or expired, a hand-off is under way).
+    /// Default 500 ms. Shorter means faster pick-up after a release or a
+    /// crash but one more `list_workers` per interval per worker.
     pub scan_interval: Duration,
+    /// How often the taker lists every lease when nothing is changing
+    /// (at least `scan_interval`). Default 60 s. It bounds how long a
+    /// lease that a live owner stopped renewing, or one a peer's shard
+    /// sync created, waits to be seen; crashes are seen from heartbeats.
+    pub lease_scan_interval: Duration,
     /// How long a requested hand-off may take before the requester takes
     /// the lease by force. Default 30 s plus one lease duration (Java's);
     /// must be longer than `renew_interval`.
@@ -104,6 +110,7 @@ impl WorkerConfig {
             renew_interval: lease_duration / 3,
             take_interval: lease_duration / 2,
             scan_interval: Duration::from_millis(500),
+            lease_scan_interval: Duration::from_secs(60),
             handoff_timeout: default_handoff_timeout(lease_duration),
             shard_sync_interval: Duration::from_secs(60),
             parent_poll_interval: Duration::from_millis(500),
@@ -127,6 +134,7 @@ impl WorkerConfig {
             ("renew_interval", self.renew_interval),
             ("take_interval", self.take_interval),
             ("scan_interval", self.scan_interval),
+            ("lease_scan_interval", self.lease_scan_interval),
             ("handoff_timeout", self.handoff_timeout),
             ("shard_sync_interval", self.shard_sync_interval),
             ("parent_poll_interval", self.parent_poll_interval),
@@ -155,6 +163,12 @@ impl WorkerConfig {
                 "handoff_timeout ({:?}) must be longer than renew_interval ({:?}), \
                  or every hand-off is forced before its owner can see it",
                 self.handoff_timeout, self.renew_interval
+            )));
+        }
+        if self.lease_scan_interval < self.scan_interval {
+            return Err(Error::Config(format!(
+                "lease_scan_interval ({:?}) must be at least scan_interval ({:?})",
+                self.lease_scan_interval, self.scan_interval
             )));
         }
         if self.renew_interval >= self.lease_duration {
@@ -363,8 +377,10 @@ impl<F> WorkerBuilder<F> {
         self
     }
 
-    setter!(/// Lease scan interval (default 500 ms).
+    setter!(/// Heartbeat scan interval (default 500 ms).
         scan_interval: Duration);
+    setter!(/// Slow cadence of full lease listings (default 60 s).
+        lease_scan_interval: Duration);
     setter!(/// Shard sync interval (default 60 s).
         shard_sync_interval: Duration);
     setter!(/// Parent poll interval (default 500 ms).

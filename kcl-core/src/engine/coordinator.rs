@@ -3,8 +3,17 @@
 //! `select!` over cancellation, consumers ending (reaped at once), and the
 //! renew, scan and sync ticks; each store round trip runs as a future of
 //! its own, so a slow scan or sync never delays a renewal.
+//!
+//! Each scan tick reads the heartbeats; the leases are listed only when
+//! [`LeaseScans`] says so (see [`cadence`](super::cadence)). Because peers
+//! may take this worker's leases once its heartbeat stops moving (see
+//! [`taker`]), the worker fences itself on its heartbeat as
+//! on its renewals: a consumer's deadline is the earlier of its lease's
+//! last successful renew and the last successful heartbeat, each as
+//! *sent*, plus nine tenths of a lease duration; and it plans no take
+//! while its own heartbeat is older than that.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,10 +30,11 @@ use crate::lease::{Lease, WorkerHeartbeat};
 use crate::processor::ProcessorFactory;
 use crate::store::LeaseStore;
 
+use super::cadence::LeaseScans;
 use super::config::WorkerConfig;
 use super::consumer::{Consumer, ConsumerContext, Control, Outcome};
 use super::executor::{Executed, execute};
-use super::renewer::{Renewed, is_lost, renew_all};
+use super::renewer::{Round, beat, is_lost, renew_all};
 use super::taker::{self, Memory, Settings, View};
 use super::{metric, shard_sync};
 
@@ -43,7 +53,9 @@ struct Backoff {
     until: Instant,
 }
 
-type Listing = Result<(Vec<Lease>, Vec<WorkerHeartbeat>)>;
+type Listing = Result<Vec<Lease>>;
+/// A heartbeat listing and when it was sent.
+type Polled = Result<(Vec<WorkerHeartbeat>, Instant)>;
 
 /// The loop's state; see the module docs.
 pub(crate) struct Coordinator<F: ProcessorFactory> {
@@ -54,6 +66,11 @@ pub(crate) struct Coordinator<F: ProcessorFactory> {
     tasks: HashMap<tokio::task::Id, ShardId>,
     consumers: JoinSet<Outcome>,
     memory: Memory,
+    scans: LeaseScans,
+    /// The last heartbeat listing and when it was sent.
+    workers: (Vec<WorkerHeartbeat>, Instant),
+    /// When this worker's last successful heartbeat was sent.
+    beat_ok: Option<Instant>,
     backoff: HashMap<ShardId, Backoff>,
     fatal: Option<BoxError>,
     stop: CancellationToken,
@@ -73,7 +90,11 @@ impl<F: ProcessorFactory> Coordinator<F> {
         store: Arc<dyn LeaseStore>,
         me: WorkerId,
     ) -> Self {
+        let scans = LeaseScans::new(ctx.config.lease_scan_interval);
         Coordinator {
+            scans,
+            workers: (Vec::new(), Instant::now()),
+            beat_ok: None,
             ctx,
             store,
             me,
@@ -99,19 +120,29 @@ impl<F: ProcessorFactory> Coordinator<F> {
         lease - lease / 10
     }
 
+    /// Whether this worker's own heartbeat is fresh enough to hold leases
+    /// (see the module docs): no take is planned otherwise.
+    fn beat_fresh(&self) -> bool {
+        self.beat_ok
+            .is_some_and(|sent| Instant::now() < sent + self.hold_for())
+    }
+
+    /// The deadline of a lease renewed (or taken) by a call sent at `sent`.
+    fn deadline(&self, sent: Instant) -> Instant {
+        let beat = self.beat_ok.unwrap_or(sent);
+        sent.min(beat) + self.hold_for()
+    }
+
     pub(crate) async fn run(mut self, cancel: CancellationToken) -> Result<()> {
         tracing::info!("worker starting");
         let bound = self.config().renew_interval;
-        match tokio::time::timeout(bound, self.store.heartbeat(&self.me)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "first heartbeat failed"),
-            Err(_) => tracing::warn!("first heartbeat timed out"),
-        }
+        self.beat_ok = beat(&*self.store, &self.me, bound).await;
         let mut renew_tick = tokio::time::interval(self.config().renew_interval);
         renew_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut scan_tick = tokio::time::interval(self.config().scan_interval);
         scan_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut renewing: Option<BoxFuture<'static, Vec<Renewed>>> = None;
+        let mut renewing: Option<BoxFuture<'static, Round>> = None;
+        let mut polling: Option<BoxFuture<'static, Polled>> = None;
         let mut scanning: Option<BoxFuture<'static, Listing>> = None;
         let mut executing: Option<BoxFuture<'static, Executed>> = None;
         // The first sync runs before the first scan, so a fresh table has
@@ -120,6 +151,9 @@ impl<F: ProcessorFactory> Coordinator<F> {
         let mut sync_at = Instant::now();
         let mut sync_retry = self.config().retry_min_delay;
         let mut first_sync_done = false;
+        // Later syncs ride on the taker's next listing (no listing of
+        // their own): set when one is due.
+        let mut sync_wanted = false;
         let stop = self.stop.clone();
         loop {
             tokio::select! {
@@ -127,37 +161,67 @@ impl<F: ProcessorFactory> Coordinator<F> {
                 _ = cancel.cancelled() => break,
                 _ = stop.cancelled() => break,
                 Some(joined) = self.consumers.join_next_with_id() => self.reap(joined),
-                results = maybe(&mut renewing) => {
+                round = maybe(&mut renewing) => {
                     renewing = None;
-                    self.apply_renewals(results);
+                    if round.beat.is_some() {
+                        self.beat_ok = round.beat;
+                    }
+                    self.apply_renewals(round.leases);
                 }
                 _ = renew_tick.tick(), if renewing.is_none() => {
                     renewing = Some(self.renew_call(true));
                 }
+                polled = maybe(&mut polling) => {
+                    polling = None;
+                    match polled {
+                        Ok((workers, sent)) => {
+                            self.memory.observe_workers(&workers, Instant::now());
+                            self.workers = (workers, sent);
+                            let live = self.live();
+                            if self.scans.due(sent, &live) && self.beat_fresh() {
+                                scanning = Some(self.list_call());
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "reading the heartbeats failed"),
+                    }
+                }
                 listing = maybe(&mut scanning) => {
                     scanning = None;
                     match listing {
-                        Ok((leases, workers)) => {
-                            let plan = self.plan(&leases, &workers);
+                        Ok(leases) => {
+                            if sync_wanted && syncing.is_none() {
+                                sync_wanted = false;
+                                let leased = leases.iter().map(|l| l.shard_id.clone()).collect();
+                                syncing = Some(self.sync_listed_call(leased));
+                            }
+                            let live = self.live();
+                            let plan = self.plan(&leases);
+                            self.scans.listed(self.workers.1, live, plan.settled);
                             let store = Arc::clone(&self.store);
                             executing = Some(Box::pin(execute(store, self.me.clone(), plan)));
                         }
-                        Err(e) => tracing::warn!(error = %e, "lease scan failed"),
+                        Err(e) => {
+                            self.scans.changed();
+                            tracing::warn!(error = %e, "lease scan failed");
+                        }
                     }
                 }
                 executed = maybe(&mut executing) => {
                     executing = None;
                     self.apply_executed(executed);
                 }
-                _ = scan_tick.tick(), if scanning.is_none() && executing.is_none() && first_sync_done => {
-                    scanning = Some(self.list_call());
+                _ = scan_tick.tick(), if polling.is_none() && scanning.is_none() && executing.is_none() && first_sync_done => {
+                    polling = Some(self.poll_call());
                 }
                 synced = maybe(&mut syncing) => {
                     syncing = None;
                     first_sync_done = true;
                     let interval = self.config().shard_sync_interval;
                     match synced {
-                        Ok(_) => {
+                        Ok(created) => {
+                            if created > 0 {
+                                self.scans.changed();
+                            }
                             sync_retry = self.config().retry_min_delay;
                             sync_at = Instant::now() + interval;
                         }
@@ -169,12 +233,17 @@ impl<F: ProcessorFactory> Coordinator<F> {
                         }
                     }
                 }
-                _ = tokio::time::sleep_until(sync_at), if syncing.is_none() => {
-                    syncing = Some(self.sync_call());
+                _ = tokio::time::sleep_until(sync_at), if syncing.is_none() && !sync_wanted => {
+                    if first_sync_done {
+                        sync_wanted = true;
+                        self.scans.changed();
+                    } else {
+                        syncing = Some(self.sync_call());
+                    }
                 }
             }
         }
-        drop((scanning, executing, syncing));
+        drop((polling, scanning, executing, syncing));
         self.shut_down(renewing).await;
         metrics::gauge!(metric::CURRENT_LEASES, "worker" => self.me.to_string()).set(0.0);
         tracing::info!("worker stopped");
@@ -184,7 +253,7 @@ impl<F: ProcessorFactory> Coordinator<F> {
         }
     }
 
-    fn renew_call(&self, heartbeat: bool) -> BoxFuture<'static, Vec<Renewed>> {
+    fn renew_call(&self, heartbeat: bool) -> BoxFuture<'static, Round> {
         let snapshot: Vec<Lease> = self
             .held
             .values()
@@ -204,18 +273,39 @@ impl<F: ProcessorFactory> Coordinator<F> {
         let store = Arc::clone(&self.store);
         let bound = self.config().lease_duration;
         Box::pin(async move {
-            let timed_out = || Error::Unavailable {
-                service: "lease store",
-                source: Some("listing timed out".into()),
-            };
-            let leases = tokio::time::timeout(bound, store.list_leases())
+            tokio::time::timeout(bound, store.list_leases())
                 .await
-                .map_err(|_| timed_out())??;
+                .map_err(|_| timed_out("listing leases"))?
+        })
+    }
+
+    fn poll_call(&self) -> BoxFuture<'static, Polled> {
+        let store = Arc::clone(&self.store);
+        let bound = self.config().lease_duration;
+        Box::pin(async move {
+            let sent = Instant::now();
             let workers = tokio::time::timeout(bound, store.list_workers())
                 .await
-                .map_err(|_| timed_out())??;
-            Ok((leases, workers))
+                .map_err(|_| timed_out("reading heartbeats"))??;
+            Ok((workers, sent))
         })
+    }
+
+    /// The live workers as of the last heartbeat listing.
+    fn live(&self) -> BTreeSet<WorkerId> {
+        self.memory.live(&self.settings(), &self.me, self.workers.1)
+    }
+
+    fn settings(&self) -> Settings {
+        let config = self.config();
+        Settings {
+            lease_duration: config.lease_duration,
+            renew_interval: config.renew_interval,
+            scan_interval: config.scan_interval,
+            take_interval: config.take_interval,
+            handoff_timeout: config.handoff_timeout,
+            max_leases: config.max_leases_per_worker,
+        }
     }
 
     fn sync_call(&self) -> BoxFuture<'static, Result<usize>> {
@@ -225,11 +315,18 @@ impl<F: ProcessorFactory> Coordinator<F> {
         Box::pin(async move { shard_sync::sync_shards(&store, &source, initial).await })
     }
 
+    fn sync_listed_call(&self, leased: HashSet<ShardId>) -> BoxFuture<'static, Result<usize>> {
+        let store = Arc::clone(&self.store);
+        let source = Arc::clone(&self.ctx.source);
+        let initial = self.config().initial_position;
+        Box::pin(async move { shard_sync::sync_listed(&store, &source, initial, &leased).await })
+    }
+
     /// Apply renew results to the leases still held under the generation
     /// that was renewed.
-    fn apply_renewals(&mut self, results: Vec<Renewed>) {
-        let hold_for = self.hold_for();
+    fn apply_renewals(&mut self, results: Vec<super::renewer::Renewed>) {
         for renewed in results {
+            let deadline = self.deadline(renewed.sent);
             let Some(held) = self.held.get_mut(&renewed.shard_id) else {
                 continue;
             };
@@ -238,7 +335,7 @@ impl<F: ProcessorFactory> Coordinator<F> {
             }
             match renewed.result {
                 Ok(lease) => {
-                    held.deadline.send_replace(renewed.sent + hold_for);
+                    held.deadline.send_replace(deadline);
                     if let Some(to) = lease.handoff_to.as_ref().filter(|to| **to != self.me) {
                         let to = to.clone();
                         held.control.send_if_modified(|c| {
@@ -266,7 +363,7 @@ impl<F: ProcessorFactory> Coordinator<F> {
 
     /// Plan a taker round from a listing; also tells consumers whose lease
     /// the listing shows as no longer theirs.
-    fn plan(&mut self, leases: &[Lease], workers: &[WorkerHeartbeat]) -> taker::Plan {
+    fn plan(&mut self, leases: &[Lease]) -> taker::Plan {
         let listed: HashMap<&ShardId, &Lease> = leases.iter().map(|l| (&l.shard_id, l)).collect();
         for (shard_id, held) in &self.held {
             let ours = listed
@@ -285,15 +382,9 @@ impl<F: ProcessorFactory> Coordinator<F> {
             .filter(|(_, b)| b.until > now)
             .map(|(id, _)| id.clone())
             .collect();
-        let config = self.config();
-        let settings = Settings {
-            lease_duration: config.lease_duration,
-            scan_interval: config.scan_interval,
-            take_interval: config.take_interval,
-            handoff_timeout: config.handoff_timeout,
-            max_leases: config.max_leases_per_worker,
-        };
+        let settings = self.settings();
         let me = self.me.clone();
+        let (workers, workers_read) = &self.workers;
         taker::plan(
             &mut self.memory,
             &settings,
@@ -304,12 +395,16 @@ impl<F: ProcessorFactory> Coordinator<F> {
                 busy: &busy,
                 cooling: &cooling,
                 now,
+                workers_read: *workers_read,
             },
         )
     }
 
     fn apply_executed(&mut self, executed: Executed) {
         let now = Instant::now();
+        if !executed.taken.is_empty() || !executed.requested.is_empty() {
+            self.scans.changed();
+        }
         for lease in &executed.requested {
             metrics::counter!(metric::HANDOFFS_REQUESTED, "worker" => self.me.to_string())
                 .increment(1);
@@ -333,7 +428,7 @@ impl<F: ProcessorFactory> Coordinator<F> {
         }
         let lost = CancellationToken::new();
         let (control, control_rx) = watch::channel(Control::Run);
-        let (deadline, deadline_rx) = watch::channel(sent + self.hold_for());
+        let (deadline, deadline_rx) = watch::channel(self.deadline(sent));
         let consumer = Consumer::new(
             Arc::clone(&self.ctx),
             lease.clone(),
@@ -374,6 +469,7 @@ impl<F: ProcessorFactory> Coordinator<F> {
         let Some(shard_id) = self.tasks.remove(&task) else {
             return;
         };
+        self.scans.changed();
         if self.held.get(&shard_id).is_some_and(|h| h.task == task) {
             self.held.remove(&shard_id);
         }
@@ -416,14 +512,24 @@ impl<F: ProcessorFactory> Coordinator<F> {
     /// this worker), every consumer gets `shutdown_requested` and releases
     /// its lease, renewals go on meanwhile; after the grace period, what is
     /// left is abandoned and every store call is bounded.
-    async fn shut_down(&mut self, mut renewing: Option<BoxFuture<'static, Vec<Renewed>>>) {
+    async fn shut_down(&mut self, mut renewing: Option<BoxFuture<'static, Round>>) {
         tracing::info!("shutting down");
         let bound = self.config().renew_interval;
-        if tokio::time::timeout(bound, self.store.remove_worker(&self.me))
-            .await
-            .is_err()
-        {
-            tracing::warn!("removing the heartbeat timed out");
+        // A heartbeat still in flight must land before the removal, or it
+        // would list this worker again with a counter that never moves.
+        if let Some(round) = renewing.take() {
+            let round = round.await;
+            if round.beat.is_some() {
+                self.beat_ok = round.beat;
+            }
+            self.apply_renewals(round.leases);
+        }
+        match tokio::time::timeout(bound, self.store.remove_worker(&self.me)).await {
+            // Unlisted, this worker is out of peers' heartbeat rule: from
+            // now on only the renewals extend its deadlines.
+            Ok(Ok(())) => self.beat_ok = None,
+            Ok(Err(e)) => tracing::warn!(error = %e, "removing the heartbeat failed"),
+            Err(_) => tracing::warn!("removing the heartbeat timed out"),
         }
         for held in self.held.values() {
             held.control.send_if_modified(|c| {
@@ -442,9 +548,9 @@ impl<F: ProcessorFactory> Coordinator<F> {
             tokio::select! {
                 biased;
                 Some(joined) = self.consumers.join_next_with_id() => self.reap(joined),
-                results = maybe(&mut renewing) => {
+                round = maybe(&mut renewing) => {
                     renewing = None;
-                    self.apply_renewals(results);
+                    self.apply_renewals(round.leases);
                 }
                 _ = renew_tick.tick(), if renewing.is_none() => {
                     // Leases only: the heartbeat is already gone.
@@ -475,5 +581,12 @@ impl<F: ProcessorFactory> Coordinator<F> {
                 }
             }
         }
+    }
+}
+
+fn timed_out(what: &'static str) -> Error {
+    Error::Unavailable {
+        service: "lease store",
+        source: Some(format!("{what} timed out").into()),
     }
 }

@@ -16,13 +16,19 @@
 //!   the heartbeat; the results come back to the loop. A renew refused
 //!   with `Conflict` means the lease was lost: that shard's consumer stops
 //!   and its processor gets `lease_lost`. Each held lease has a deadline,
-//!   the last successful renew *sent* plus nine tenths of a lease
-//!   duration: a peer cannot take the lease before a full lease duration
-//!   from then, so the consumer stops on its own timer before any peer can
-//!   take, and hands no batch to its processor after it. A renew that
+//!   the earlier of its last successful renew and the last successful
+//!   heartbeat, each as *sent*, plus nine tenths of a lease duration: a
+//!   peer cannot take the lease before a full lease duration from then, so
+//!   the consumer stops on its own timer before any peer can take, and
+//!   hands no batch to its processor after it. A renew that
 //!   shows a `handoff_to` request asks the consumer to hand the shard over;
-//! - **scan** (every `scan_interval`, about 500 ms): lists leases and
-//!   heartbeats and asks the pure planner (`taker::plan`) what to do: take
+//! - **scan** (every `scan_interval`, about 500 ms): reads the heartbeats
+//!   (one small item per worker); lists every lease only when something may
+//!   need doing — a worker joined, left or went quiet for a lease duration,
+//!   the last plan was not settled, something changed here — and otherwise
+//!   every `lease_scan_interval` (60 s), when the periodic shard sync also
+//!   reuses that listing (`cadence`). From a listing it asks the pure
+//!   planner (`taker::plan`) what to do: take
 //!   free and expired leases up to its share (`ceil(unfinished leases /
 //!   live workers)`, capped by `max_leases_per_worker`), re-take leases listed as this worker's that have no
 //!   consumer here (so the generation moves), ask the most loaded workers
@@ -39,8 +45,12 @@
 //! Expiry never compares clocks across hosts: the taker remembers, per
 //! lease, the `(counter, generation)` pair it last saw and when (on its own
 //! monotonic clock) it first saw it; a lease is expired once that pair has
-//! not changed for a lease duration. Workers are live while their heartbeat
-//! counter moves the same way.
+//! not changed for a lease duration, or once its owner's heartbeat counter
+//! has not changed for a lease duration the same way. Workers are live
+//! while their heartbeat counter moves. The owner fences itself on both: a
+//! consumer's deadline is the earlier of its lease's last successful renew
+//! and the worker's last successful heartbeat (as sent) plus nine tenths of
+//! a lease duration (the argument is in `taker`'s docs).
 //!
 //! Cancelling the token given to [`Worker::run`] shuts down gracefully:
 //! taking stops, the heartbeat is removed, every processor gets
@@ -53,6 +63,7 @@
 //! [`SingleConsumer`] is the simple alternative for one process: it needs
 //! only a [`CheckpointStore`](crate::CheckpointStore), no leases.
 
+mod cadence;
 pub(crate) mod config;
 mod consumer;
 mod coordinator;

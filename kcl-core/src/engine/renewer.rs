@@ -24,6 +24,35 @@ pub(crate) struct Renewed {
     pub(crate) result: Result<Lease>,
 }
 
+/// One renew round: the leases' results and, if a heartbeat was sent and
+/// succeeded, when it was sent.
+#[derive(Debug)]
+pub(crate) struct Round {
+    pub(crate) beat: Option<Instant>,
+    pub(crate) leases: Vec<Renewed>,
+}
+
+/// Send the heartbeat, bounded by `bound`; returns when it was sent if it
+/// succeeded.
+pub(crate) async fn beat(
+    store: &dyn LeaseStore,
+    me: &WorkerId,
+    bound: Duration,
+) -> Option<Instant> {
+    let sent = Instant::now();
+    match tokio::time::timeout(bound, store.heartbeat(me)).await {
+        Ok(Ok(())) => Some(sent),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "heartbeat failed");
+            None
+        }
+        Err(_) => {
+            tracing::warn!("heartbeat timed out");
+            None
+        }
+    }
+}
+
 /// Renew every lease in `held` (each call bounded by `bound`, so one hung
 /// call cannot stall the others) and, if asked, send the heartbeat,
 /// concurrently.
@@ -33,15 +62,12 @@ pub(crate) async fn renew_all(
     held: Vec<Lease>,
     bound: Duration,
     heartbeat: bool,
-) -> Vec<Renewed> {
+) -> Round {
     let heartbeat = async {
-        if !heartbeat {
-            return;
-        }
-        match tokio::time::timeout(bound, store.heartbeat(&me)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "heartbeat failed"),
-            Err(_) => tracing::warn!("heartbeat timed out"),
+        if heartbeat {
+            beat(&*store, &me, bound).await
+        } else {
+            None
         }
     };
     let renewals = futures::future::join_all(held.into_iter().map(|lease| {
@@ -63,8 +89,8 @@ pub(crate) async fn renew_all(
             }
         }
     }));
-    let ((), results) = tokio::join!(heartbeat, renewals);
-    results
+    let (beat, leases) = tokio::join!(heartbeat, renewals);
+    Round { beat, leases }
 }
 
 /// Whether a renew error means the lease is gone for good (fenced or

@@ -37,10 +37,22 @@ pub(crate) async fn sync_shards(
     // children that were leased before it, and the shard listing below
     // (taken later) shows them, so the parent is never re-created.
     let leases = retry_store(|| store.list_leases()).await?;
-    let shards = source.list_shards().await?;
     let leased: HashSet<ShardId> = leases.into_iter().map(|l| l.shard_id).collect();
+    sync_listed(store, source, initial, &leased).await
+}
+
+/// Run one sync from a lease listing taken just before (the taker's), so
+/// a sync costs no listing of its own; `leased` must be listed before the
+/// shards are (see [`sync_shards`]).
+pub(crate) async fn sync_listed(
+    store: &Arc<dyn LeaseStore>,
+    source: &Arc<dyn ShardSource>,
+    initial: InitialPosition,
+    leased: &HashSet<ShardId>,
+) -> Result<usize> {
+    let shards = source.list_shards().await?;
     let mut created = 0;
-    for lease in leases_to_create(&shards, &leased, initial) {
+    for lease in leases_to_create(&shards, leased, initial) {
         if retry_store(|| store.create_lease_if_absent(&lease)).await? {
             tracing::info!(shard = %lease.shard_id, checkpoint = %lease.checkpoint, "created lease");
             created += 1;

@@ -4,12 +4,38 @@
 //! which finished leases to delete. [`execute`](super::executor::execute) does the
 //! store calls; [`Worker::run`](super::Worker::run) starts the consumers.
 //!
-//! Expiry never compares clocks across hosts: a lease is expired once its
-//! `(counter, generation)` pair has not changed for a lease duration on
-//! this worker's own monotonic clock, and a worker is live while its
-//! heartbeat counter moves the same way.
+//! Expiry never compares clocks across hosts. A lease is expired once
+//! either
+//! - its `(counter, generation)` pair has not changed for a lease duration
+//!   on this worker's own monotonic clock, or
+//! - its owner's heartbeat counter has not changed for a lease duration
+//!   the same way (the owner is *dead*). An owner whose heartbeat is not
+//!   listed at all (it removed it on a graceful shutdown, or it never
+//!   wrote one, as a Java worker sharing the table) is never dead by this
+//!   rule: only the lease's own counter can expire its leases.
+//!
+//! The second rule is what lets the worker read every lease only rarely
+//! (see [`cadence`](super::cadence)): heartbeats, one small item per
+//! worker, are read every scan interval, so a crash is seen within a
+//! lease duration plus a scan interval without listing the leases. It is
+//! safe because the owner fences itself on its heartbeat as it does on
+//! its renewals: every consumer's deadline is at most the *send* time of
+//! the owner's last successful heartbeat plus nine tenths of a lease
+//! duration (see the coordinator). Say this worker first saw the owner's
+//! counter at `c` when it processed a listing at `since` (after `c` was
+//! written), and at `c` again in a listing it *sent* at `read ≥ since +
+//! lease`. No heartbeat of the owner took effect between the two reads,
+//! so every heartbeat the owner knew as successful at any time up to
+//! `read` was sent before `since`: its consumers' deadlines had passed by
+//! `since + 0.9 lease`, a tenth of a lease duration before this worker
+//! even decides to take. A heartbeat that lands after `read` comes too late
+//! to revive them (a consumer past its deadline has stopped for good),
+//! and the owner takes nothing while its own heartbeat is stale.
+//! Heartbeat counters, like lease counters, must not repeat a value: a
+//! heartbeat removed and written again restarts at 1, which is only a
+//! hazard if an observer misses the removal and had last seen 1.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -35,6 +61,9 @@ pub(crate) struct Pending {
 }
 
 /// What the taker remembers between rounds. Owned by the worker's loop.
+/// Worker heartbeats are observed on every scan tick
+/// ([`observe_workers`](Memory::observe_workers)), leases only when all of
+/// them are listed.
 #[derive(Debug, Default)]
 pub(crate) struct Memory {
     leases: HashMap<ShardId, Seen>,
@@ -63,6 +92,51 @@ impl Memory {
         self.pending.remove(shard_id);
     }
 
+    /// Remember a heartbeat listing processed at `now`: a counter seen
+    /// for the first time (or changed) is dated `now`; workers no longer
+    /// listed are forgotten.
+    pub(crate) fn observe_workers(&mut self, workers: &[WorkerHeartbeat], now: Instant) {
+        for worker in workers {
+            let seen = self
+                .workers
+                .entry(worker.worker_id.clone())
+                .or_insert((worker.counter, now));
+            if seen.0 != worker.counter {
+                *seen = (worker.counter, now);
+            }
+        }
+        let listed: HashSet<&WorkerId> = workers.iter().map(|w| &w.worker_id).collect();
+        self.workers.retain(|id, _| listed.contains(id));
+    }
+
+    /// The live workers (`me` included) as of a heartbeat listing sent at
+    /// `read`: those whose counter moved less than a lease duration before.
+    pub(crate) fn live(
+        &self,
+        settings: &Settings,
+        me: &WorkerId,
+        read: Instant,
+    ) -> BTreeSet<WorkerId> {
+        let mut live: BTreeSet<WorkerId> = self
+            .workers
+            .iter()
+            .filter(|(_, (_, since))| {
+                read.saturating_duration_since(*since) < settings.lease_duration
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        live.insert(me.clone());
+        live
+    }
+
+    /// Whether `worker` is listed with a heartbeat that has not moved for
+    /// a lease duration as of a listing sent at `read`.
+    fn dead(&self, settings: &Settings, worker: &WorkerId, read: Instant) -> bool {
+        self.workers.get(worker).is_some_and(|(_, since)| {
+            read.saturating_duration_since(*since) >= settings.lease_duration
+        })
+    }
+
     /// Hand-offs this worker is waiting for.
     #[cfg(test)]
     pub(crate) fn pending(&self) -> usize {
@@ -74,6 +148,7 @@ impl Memory {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Settings {
     pub(crate) lease_duration: Duration,
+    pub(crate) renew_interval: Duration,
     pub(crate) scan_interval: Duration,
     pub(crate) take_interval: Duration,
     pub(crate) handoff_timeout: Duration,
@@ -95,7 +170,11 @@ pub(crate) struct View<'a> {
     pub(crate) busy: &'a HashSet<ShardId>,
     /// Shards backing off after a failure on this worker: not taken yet.
     pub(crate) cooling: &'a HashSet<ShardId>,
+    /// When the lease listing was processed.
     pub(crate) now: Instant,
+    /// When the heartbeat listing in `workers` was *sent* (at or before
+    /// `now`): liveness is judged as of then (see the module docs).
+    pub(crate) workers_read: Instant,
 }
 
 /// What to do this round.
@@ -115,6 +194,12 @@ pub(crate) struct Plan {
     pub(crate) delete: Vec<ShardId>,
     /// Heartbeats of workers dead for three lease durations.
     pub(crate) remove_workers: Vec<WorkerId>,
+    /// Nothing to do and nothing to wait for: no free, expired, orphaned
+    /// (owner not live) or stale lease, no hand-off under way, no shard
+    /// backing off here, and the fleet balanced as far as this worker can
+    /// tell. While a worker is settled it lists every lease only at the
+    /// slow cadence (see [`cadence`](super::cadence)).
+    pub(crate) settled: bool,
 }
 
 /// Plan one round. Deterministic: the same memory and view give the same
@@ -124,7 +209,9 @@ pub(crate) fn plan(memory: &mut Memory, settings: &Settings, view: &View<'_>) ->
     let me = view.me;
     let mut out = Plan::default();
     remember_leases(memory, view.leases, now);
-    let live = remember_workers(memory, settings, view, &mut out);
+    memory.observe_workers(view.workers, now);
+    let live = memory.live(settings, me, view.workers_read);
+    out.remove_workers = long_dead(memory, settings, view);
 
     out.delete = finished_and_unneeded(view.leases);
     let unfinished: Vec<&Lease> = view.leases.iter().filter(|l| !l.is_finished()).collect();
@@ -167,11 +254,17 @@ pub(crate) fn plan(memory: &mut Memory, settings: &Settings, view: &View<'_>) ->
         .len()
         .div_ceil(live.len().max(1))
         .min(settings.max_leases);
-    let expired = |l: &Lease| {
+    let unchanged_for = |l: &Lease| {
         memory
             .leases
             .get(&l.shard_id)
-            .is_some_and(|s| now.duration_since(s.since) >= settings.lease_duration)
+            .map_or(Duration::ZERO, |s| now.saturating_duration_since(s.since))
+    };
+    let expired = |l: &Lease| {
+        unchanged_for(l) >= settings.lease_duration
+            || l.owner
+                .as_ref()
+                .is_some_and(|o| memory.dead(settings, o, view.workers_read))
     };
     let mut available: Vec<&Lease> = unfinished
         .iter()
@@ -181,6 +274,7 @@ pub(crate) fn plan(memory: &mut Memory, settings: &Settings, view: &View<'_>) ->
         .collect();
     available
         .sort_by(|a, b| (a.owner.is_some(), &a.shard_id).cmp(&(b.owner.is_some(), &b.shard_id)));
+    let available_any = !available.is_empty();
     let available_ids: HashSet<&ShardId> = available.iter().map(|l| &l.shard_id).collect();
     memory
         .available_since
@@ -204,17 +298,35 @@ pub(crate) fn plan(memory: &mut Memory, settings: &Settings, view: &View<'_>) ->
     let balance_due = memory
         .last_balance
         .is_none_or(|t| now.duration_since(t) >= settings.take_interval);
+    let requests: Vec<Lease> = balance(memory, view, &unfinished, &live, &planned, mine)
+        .into_iter()
+        .take(
+            settings
+                .max_leases
+                .saturating_sub(mine + memory.pending.len()),
+        )
+        .collect();
+    let balanced = requests.is_empty();
     if balance_due {
         memory.last_balance = Some(now);
-        out.request_handoff = balance(memory, view, &unfinished, &live, &planned, mine)
-            .into_iter()
-            .take(
-                settings
-                    .max_leases
-                    .saturating_sub(mine + memory.pending.len()),
-            )
-            .collect();
+        out.request_handoff = requests;
     }
+
+    // A healthy lease's counter moves every renew interval; one that did
+    // not for longer is on its way to expiring: keep listing until it does.
+    let stale = settings.renew_interval + settings.scan_interval;
+    let waiting = unfinished.iter().any(|l| match &l.owner {
+        None => true,
+        Some(owner) => !live.contains(owner) || unchanged_for(l) > stale,
+    });
+    out.settled = balanced
+        && !waiting
+        && !available_any
+        && out.take.is_empty()
+        && out.force.is_empty()
+        && out.delete.is_empty()
+        && memory.pending.is_empty()
+        && view.cooling.is_empty();
     out
 }
 
@@ -237,47 +349,21 @@ fn remember_leases(memory: &mut Memory, leases: &[Lease], now: Instant) {
     memory.leases.retain(|id, _| ids.contains(id));
 }
 
-/// Update the heartbeats seen; returns the live workers (this one
-/// included) and plans the removal of long-dead ones.
-fn remember_workers(
-    memory: &mut Memory,
-    settings: &Settings,
-    view: &View<'_>,
-    out: &mut Plan,
-) -> HashSet<WorkerId> {
-    let now = view.now;
-    for worker in view.workers {
-        let seen = memory
-            .workers
-            .entry(worker.worker_id.clone())
-            .or_insert((worker.counter, now));
-        if seen.0 != worker.counter {
-            *seen = (worker.counter, now);
-        }
-    }
-    let listed: HashSet<&WorkerId> = view.workers.iter().map(|w| &w.worker_id).collect();
-    memory.workers.retain(|id, _| listed.contains(id));
-    let mut live: HashSet<WorkerId> = memory
-        .workers
-        .iter()
-        .filter(|(_, (_, since))| now.duration_since(*since) < settings.lease_duration)
-        .map(|(id, _)| id.clone())
-        .collect();
-    live.insert(view.me.clone());
+/// Heartbeats of workers (not this one) dead for three lease durations,
+/// to remove. They stay in memory, dead, until the listing drops them.
+fn long_dead(memory: &Memory, settings: &Settings, view: &View<'_>) -> Vec<WorkerId> {
     let mut dead: Vec<WorkerId> = memory
         .workers
         .iter()
         .filter(|(id, (_, since))| {
-            *id != view.me && now.duration_since(*since) >= settings.lease_duration * 3
+            *id != view.me
+                && view.workers_read.saturating_duration_since(*since)
+                    >= settings.lease_duration * 3
         })
         .map(|(id, _)| id.clone())
         .collect();
     dead.sort();
-    for worker in &dead {
-        memory.workers.remove(worker);
-    }
-    out.remove_workers = dead;
-    live
+    dead
 }
 
 /// Ask the most loaded live workers to hand leases over, several at once,
@@ -286,7 +372,7 @@ fn balance(
     memory: &Memory,
     view: &View<'_>,
     unfinished: &[&Lease],
-    live: &HashSet<WorkerId>,
+    live: &BTreeSet<WorkerId>,
     planned: &HashSet<&ShardId>,
     mine: usize,
 ) -> Vec<Lease> {

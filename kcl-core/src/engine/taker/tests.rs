@@ -14,6 +14,7 @@ const SCAN: Duration = Duration::from_millis(500);
 fn settings() -> Settings {
     Settings {
         lease_duration: Duration::from_secs(10),
+        renew_interval: Duration::from_millis(3333),
         scan_interval: SCAN,
         take_interval: SCAN,
         handoff_timeout: Duration::from_secs(40),
@@ -77,6 +78,7 @@ fn run_with(
             busy: &busy,
             cooling: &HashSet::new(),
             now,
+            workers_read: now,
         },
     )
 }
@@ -298,10 +300,137 @@ fn finished_parents_are_deleted_only_once_every_child_checkpointed() {
     assert_eq!(plan.delete, vec![sid(0)]);
 }
 
+#[test]
+fn a_dead_owner_s_leases_are_taken_even_while_their_counters_move() {
+    // b's heartbeat stopped; its leases' counters still move (a process
+    // cut off from its heartbeat only): b has fenced itself by now.
+    let workers = heartbeats(&["a", "b"]);
+    let mut memory = Memory::default();
+    let t0 = Instant::now();
+    let at = |secs: u64, counter: u64| {
+        let mut l = lease(0, Some("b"));
+        l.counter = counter;
+        let mut other = lease(1, Some("a"));
+        other.counter = counter;
+        (vec![l, other], t0 + Duration::from_secs(secs))
+    };
+    let (leases, now) = at(0, 1);
+    assert!(
+        run(&mut memory, "a", &leases, &workers, &[1], now)
+            .take
+            .is_empty()
+    );
+    let (leases, now) = at(9, 2);
+    assert!(
+        run(&mut memory, "a", &leases, &workers, &[1], now)
+            .take
+            .is_empty()
+    );
+    let (leases, now) = at(10, 3);
+    let plan = run(&mut memory, "a", &leases, &workers, &[1], now);
+    assert_eq!(ids(&plan.take), vec![sid(0)]);
+}
+
+#[test]
+fn liveness_is_judged_as_of_when_the_heartbeats_were_read() {
+    let workers = heartbeats(&["a", "b"]);
+    let mut memory = Memory::default();
+    let t0 = Instant::now();
+    let me = wid("a");
+    let view = |leases: &[Lease], now: Instant, read: Instant, memory: &mut Memory| {
+        plan(
+            memory,
+            &settings(),
+            &View {
+                me: &me,
+                leases,
+                workers: &workers,
+                busy: &HashSet::new(),
+                cooling: &HashSet::new(),
+                now,
+                workers_read: read,
+            },
+        )
+    };
+    let mut l = lease(0, Some("b"));
+    assert!(view(&[l.clone()], t0, t0, &mut memory).take.is_empty());
+    // Listed long after a heartbeat read that was sent too early to tell.
+    l.counter += 1;
+    let late = t0 + Duration::from_secs(30);
+    let early_read = t0 + Duration::from_secs(9);
+    assert!(
+        view(&[l.clone()], late, early_read, &mut memory)
+            .take
+            .is_empty()
+    );
+    l.counter += 1;
+    let plan = view(&[l], late, t0 + Duration::from_secs(10), &mut memory);
+    assert_eq!(ids(&plan.take), vec![sid(0)]);
+}
+
+#[test]
+fn an_owner_without_a_heartbeat_is_never_dead_by_the_heartbeat_rule() {
+    // Gone from the heartbeats (a graceful shutdown still releasing, or a
+    // Java worker): only the lease's own counter can expire its lease.
+    let workers = heartbeats(&["a"]);
+    let mut memory = Memory::default();
+    let t0 = Instant::now();
+    for (i, secs) in [0u64, 10, 20].into_iter().enumerate() {
+        let mut l = lease(0, Some("b"));
+        l.counter = i as u64;
+        let plan = run(
+            &mut memory,
+            "a",
+            &[l],
+            &workers,
+            &[],
+            t0 + Duration::from_secs(secs),
+        );
+        assert!(plan.take.is_empty(), "{plan:?}");
+        assert!(!plan.settled, "an orphaned lease keeps the listing going");
+    }
+}
+
+#[test]
+fn a_balanced_fleet_is_settled_and_a_joiner_unsettles_it() {
+    let me = "a";
+    let leases: Vec<Lease> = (0..4)
+        .map(|n| lease(n, Some(if n < 2 { "a" } else { "b" })))
+        .collect();
+    let mut memory = Memory::default();
+    let t0 = Instant::now();
+    let plan = run(
+        &mut memory,
+        me,
+        &leases,
+        &heartbeats(&["a", "b"]),
+        &[0, 1],
+        t0,
+    );
+    assert!(plan.settled, "{plan:?}");
+    let mut memory = Memory::default();
+    let plan = run(
+        &mut memory,
+        "c",
+        &leases,
+        &heartbeats(&["a", "b", "c"]),
+        &[],
+        t0,
+    );
+    assert!(
+        !plan.settled && !plan.request_handoff.is_empty(),
+        "{plan:?}"
+    );
+}
+
 /// A fleet sharing an in-memory table with the store's CAS rules.
 struct Fleet {
     table: BTreeMap<ShardId, Lease>,
     workers: Vec<(WorkerId, Memory, HashSet<ShardId>)>,
+    /// Crashed workers and the heartbeat counter they stopped at.
+    crashed: BTreeMap<WorkerId, u64>,
+    /// Whether each worker's last plan was settled.
+    settled: Vec<bool>,
     now: Instant,
 }
 
@@ -310,6 +439,8 @@ impl Fleet {
         Fleet {
             table: (0..shards).map(|n| (sid(n), lease(n, None))).collect(),
             workers: Vec::new(),
+            crashed: BTreeMap::new(),
+            settled: Vec::new(),
             now: Instant::now(),
         }
     }
@@ -317,6 +448,12 @@ impl Fleet {
     fn join(&mut self, name: &str) {
         self.workers
             .push((wid(name), Memory::default(), HashSet::new()));
+        self.settled.push(false);
+    }
+
+    /// `name` stops: no renewals, no heartbeats, no plans.
+    fn crash(&mut self, name: &str, round: u64) {
+        self.crashed.insert(wid(name), round);
     }
 
     fn heartbeats(&self, round: u64) -> Vec<WorkerHeartbeat> {
@@ -324,7 +461,7 @@ impl Fleet {
             .iter()
             .map(|(w, _, _)| WorkerHeartbeat {
                 worker_id: w.clone(),
-                counter: round,
+                counter: self.crashed.get(w).copied().unwrap_or(round),
             })
             .collect()
     }
@@ -336,6 +473,9 @@ impl Fleet {
         let beats = self.heartbeats(round);
         for i in 0..self.workers.len() {
             let me = self.workers[i].0.clone();
+            if self.crashed.contains_key(&me) {
+                continue;
+            }
             for shard in self.workers[i].2.clone() {
                 let l = self.table.get_mut(&shard).unwrap();
                 prop_assert!(l.is_owned_by(&me), "a consumer runs on a lease it lost");
@@ -358,6 +498,7 @@ impl Fleet {
                     busy,
                     cooling: &HashSet::new(),
                     now: self.now,
+                    workers_read: self.now,
                 },
             );
             let mut planned = HashSet::new();
@@ -368,10 +509,16 @@ impl Fleet {
                     l.shard_id
                 );
             }
+            self.settled[i] = plan.settled;
             for l in &plan.take {
-                // Every peer renews each round: nothing is expired.
+                // Every live peer renews each round: only a crashed
+                // worker's lease can expire.
                 prop_assert!(
-                    l.owner.is_none() || l.is_owned_by(me),
+                    l.owner.is_none()
+                        || l.is_owned_by(me)
+                        || l.owner
+                            .as_ref()
+                            .is_some_and(|o| self.crashed.contains_key(o)),
                     "took a live lease: {l:?}"
                 );
             }
@@ -400,6 +547,7 @@ impl Fleet {
     fn loads(&self) -> Vec<usize> {
         self.workers
             .iter()
+            .filter(|(w, _, _)| !self.crashed.contains_key(w))
             .map(|(w, _, _)| self.table.values().filter(|l| l.is_owned_by(w)).count())
             .collect()
     }
@@ -434,6 +582,40 @@ proptest! {
             fleet.round(round)?;
             prop_assert!(fleet.balanced(), "stays balanced: {:?}", fleet.loads());
         }
+        // Balanced and unchanging: every worker is settled, so it lists the
+        // leases only at the slow cadence.
+        for round in 8..10 {
+            fleet.round(round)?;
+        }
+        prop_assert!(fleet.settled.iter().all(|s| *s), "settled: {:?}", fleet.settled);
+    }
+
+    /// A worker crashes in a settled fleet: its heartbeat stops while the
+    /// others keep listing every scan (as they do once its heartbeat went
+    /// quiet); its leases are all taken within a lease duration plus two
+    /// scans, and the survivors end balanced and settled.
+    #[test]
+    fn a_crashed_worker_s_leases_move_within_a_lease_duration(workers in 2usize..8, shards in 1usize..200) {
+        let mut fleet = Fleet::new(shards);
+        for w in 0..workers {
+            fleet.join(&format!("w{w}"));
+        }
+        for round in 1..5 {
+            fleet.round(round)?;
+        }
+        fleet.crash("w0", 4);
+        let rounds = (settings().lease_duration.as_millis() / SCAN.as_millis()) as u64 + 2;
+        for round in 5..5 + rounds {
+            fleet.round(round)?;
+        }
+        let orphaned = fleet.table.values().filter(|l| l.is_owned_by(&wid("w0"))).count();
+        prop_assert_eq!(orphaned, 0, "w0 still owns leases");
+        for round in 5 + rounds..5 + rounds + 4 {
+            fleet.round(round)?;
+        }
+        prop_assert!(fleet.balanced(), "survivors: {:?}", fleet.loads());
+        let survivors_settled = fleet.settled.iter().skip(1).all(|s| *s);
+        prop_assert!(survivors_settled, "{:?}", fleet.settled);
     }
 }
 
