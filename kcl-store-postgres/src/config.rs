@@ -135,12 +135,16 @@ enum Source {
 /// | [`lock_timeout`](Self::lock_timeout) | 2 s (ignored with `pool`) |
 /// | [`statement_timeout`](Self::statement_timeout) | 5 s (ignored with `pool`) |
 ///
-/// TLS is configured through sqlx: `sslmode=…` / `sslrootcert=…` in the URL,
-/// or [`PgConnectOptions::ssl_mode`] and friends with
-/// [`connect_options`](Self::connect_options). sqlx speaks TLS only when
-/// one of its TLS features (`tls-rustls`, `tls-native-tls`) is enabled;
-/// enable it on your own `sqlx` dependency and cargo's feature unification
-/// applies it here.
+/// TLS (feature `tls`: rustls, aws-lc-rs) is configured through sqlx's
+/// settings: `sslmode=verify-full&sslrootcert=/path/ca.pem` in the URL, or
+/// [`PgConnectOptions::ssl_mode`] and friends with
+/// [`connect_options`](Self::connect_options). Use `verify-full` (the
+/// certificate must chain to a trusted root, the platform's webpki roots
+/// or `sslrootcert`, and name the host); `require` encrypts but does not
+/// check who answers. Without the feature, `sslmode=require`, `verify-ca`
+/// or `verify-full` is an [`Error::Config`] that names it: asking for TLS
+/// never connects in plaintext. (sqlx's default, `prefer`, tries TLS when
+/// it is available and otherwise connects in plaintext, as libpq does.)
 ///
 /// `Debug` never shows a password: the URL is printed with its password
 /// replaced by `***`, and connect options and pools are not printed at all.
@@ -458,9 +462,13 @@ impl PostgresStoreBuilder {
                 let options = PgConnectOptions::from_str(&url).map_err(|e| {
                     Error::Config(format!("invalid postgres url {}: {e}", redact_url(&url)))
                 })?;
+                tls_available(&options, &redact_url(&url))?;
                 pool_options().connect_lazy_with(session.apply(options))
             }
-            Source::Options(options) => pool_options().connect_lazy_with(session.apply(*options)),
+            Source::Options(options) => {
+                tls_available(&options, "the connect options")?;
+                pool_options().connect_lazy_with(session.apply(*options))
+            }
             Source::Pool(pool) => pool,
         };
         let store = PostgresStore::new(pool, application, tables);
@@ -469,6 +477,24 @@ impl PostgresStoreBuilder {
         }
         Ok(store)
     }
+}
+
+/// Refuse a connection that asks for TLS (`require`, `verify-ca`,
+/// `verify-full`) when this crate was built without its `tls` feature, so
+/// it fails here, clearly, before anything is sent.
+fn tls_available(options: &PgConnectOptions, shown: &str) -> Result<()> {
+    use sqlx::postgres::PgSslMode;
+    let mode = options.get_ssl_mode();
+    let asks = matches!(
+        mode,
+        PgSslMode::Require | PgSslMode::VerifyCa | PgSslMode::VerifyFull
+    );
+    if asks && !cfg!(feature = "tls") {
+        return Err(Error::Config(format!(
+            "{shown} asks for TLS (sslmode {mode:?}): enable the `tls` feature of kcl-store-postgres"
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -607,6 +633,46 @@ mod tests {
                 PostgresStoreBuilder::from_url(bad),
                 Err(Error::Config(_))
             ));
+        }
+    }
+
+    #[cfg(not(feature = "tls"))]
+    #[tokio::test]
+    async fn asking_for_tls_without_the_feature_is_a_config_error() {
+        for mode in ["require", "verify-ca", "verify-full"] {
+            let url = format!("postgres://kcl:hunter2@127.0.0.1:1/db?sslmode={mode}");
+            let err = PostgresStore::builder()
+                .url(&url)
+                .application("app")
+                .build()
+                .await
+                .expect_err(mode);
+            let msg = err.to_string();
+            assert!(matches!(err, Error::Config(_)), "{mode}: {msg}");
+            assert!(msg.contains("`tls` feature"), "{mode}: {msg}");
+            assert!(!msg.contains("hunter2"), "{msg}");
+        }
+        let options = PgConnectOptions::new()
+            .host("127.0.0.1")
+            .port(1)
+            .ssl_mode(sqlx::postgres::PgSslMode::VerifyFull);
+        let err = PostgresStore::builder()
+            .connect_options(options)
+            .application("app")
+            .build()
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Config(_)), "{err:?}");
+        // Not asking for TLS is not refused (port 1: unreachable, retryable).
+        for mode in ["disable", "prefer", "allow"] {
+            let err = PostgresStore::builder()
+                .url(format!("postgres://kcl@127.0.0.1:1/db?sslmode={mode}"))
+                .application("app")
+                .acquire_timeout(Duration::from_millis(200))
+                .build()
+                .await
+                .unwrap_err();
+            assert!(err.is_retryable(), "{mode}: {err:?}");
         }
     }
 

@@ -71,6 +71,18 @@
 //! [`PostgresStore::checkpoint_in_transaction`] takes the `&Lease` the
 //! caller holds (from `take_lease`).
 //!
+//! # Features
+//!
+//! - `tls` (off by default): TLS to the server through rustls (aws-lc-rs,
+//!   as kcl-store-redis's `tls`), set with sqlx's URL options:
+//!   `postgres://…?sslmode=verify-full&sslrootcert=/path/ca.pem`.
+//!   `tests/tls.rs` proves it against a server that accepts only TLS, with
+//!   a certificate from a private CA (and refuses another CA's root or a
+//!   name the certificate does not carry). Without the feature,
+//!   `sslmode=require`, `verify-ca` or `verify-full` is an
+//!   [`Error::Config`](kcl_core::Error::Config) that names it: asking for
+//!   TLS never falls back to plaintext.
+//!
 //! Tests run against a real PostgreSQL named by `KCL_TEST_POSTGRES_URL`
 //! (`scripts/test-all.sh` starts one), each in its own random schema.
 

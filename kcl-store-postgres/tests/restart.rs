@@ -6,8 +6,7 @@
 //! Runs on a private cluster this test creates (initdb + pg_ctl from
 //! `KCL_TEST_POSTGRES_BIN_DIR`), so stopping it cannot disturb other tests.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -16,125 +15,8 @@ use kcl_core::testkit::server_from_env;
 use kcl_core::{ExtendedSequenceNumber as Esn, Lease, LeaseStore, ShardId, WorkerId};
 use kcl_store_postgres::PostgresStore;
 
-/// A private PostgreSQL cluster, stopped and deleted on drop.
-struct Cluster {
-    bin: PathBuf,
-    dir: PathBuf,
-    port: u16,
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-}
-
-/// A command for a PostgreSQL binary, run as the postgres user when we are
-/// root (the server refuses to run as root).
-fn pg_command(bin: &Path, program: &str) -> Command {
-    let program = bin.join(program);
-    if is_root() {
-        let mut c = Command::new("runuser");
-        c.args(["-u", "postgres", "--"]).arg(program);
-        c
-    } else {
-        Command::new(program)
-    }
-}
-
-fn run(mut command: Command, what: &str) {
-    let output = command.output().unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert!(
-        output.status.success(),
-        "{what} failed: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-impl Cluster {
-    fn create(bin: PathBuf) -> Cluster {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir =
-            std::env::temp_dir().join(format!("kcl-pg-restart-{}-{port}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        if is_root() {
-            run(
-                {
-                    let mut c = Command::new("chown");
-                    c.arg("postgres:").arg(&dir);
-                    c
-                },
-                "chown",
-            );
-        }
-        let cluster = Cluster { bin, dir, port };
-        let mut initdb = pg_command(&cluster.bin, "initdb");
-        initdb.arg("-D").arg(cluster.data()).args([
-            "-U",
-            "postgres",
-            "-A",
-            "trust",
-            "-E",
-            "UTF8",
-            "--locale=C",
-            "--no-sync",
-        ]);
-        run(initdb, "initdb");
-        cluster.start();
-        cluster
-    }
-
-    fn data(&self) -> PathBuf {
-        self.dir.join("data")
-    }
-
-    fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
-    }
-
-    fn start(&self) {
-        let mut c = pg_command(&self.bin, "pg_ctl");
-        c.arg("-D")
-            .arg(self.data())
-            .arg("-l")
-            .arg(self.dir.join("server.log"))
-            .args(["-w", "-t", "60", "-o"])
-            .arg(format!(
-                "-c listen_addresses=127.0.0.1 -p {} -k {}",
-                self.port,
-                self.dir.display()
-            ))
-            .arg("start");
-        run(c, "pg_ctl start");
-    }
-
-    /// Stop like a crash: no shutdown checkpoint, clients cut off at once.
-    fn stop(&self) {
-        let mut c = pg_command(&self.bin, "pg_ctl");
-        c.arg("-D")
-            .arg(self.data())
-            .args(["-m", "immediate", "-w", "stop"]);
-        run(c, "pg_ctl stop");
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let mut c = pg_command(&self.bin, "pg_ctl");
-        c.arg("-D")
-            .arg(self.data())
-            .args(["-m", "immediate", "-w", "stop"]);
-        let _ = c.output();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
+mod common;
+use common::cluster::Cluster;
 
 fn seq(n: u64) -> Esn {
     Esn::at(u128::from(n).into(), 0)
@@ -145,7 +27,7 @@ async fn restart_mid_run_gives_retryable_errors_then_recovers_without_losing_che
     let Some(bin) = server_from_env("KCL_TEST_POSTGRES_BIN_DIR") else {
         return;
     };
-    let cluster = Cluster::create(PathBuf::from(bin));
+    let cluster = Cluster::create(PathBuf::from(bin), &[]);
     let store = PostgresStore::builder()
         .url(cluster.url())
         .application("restart-test")

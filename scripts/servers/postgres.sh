@@ -36,6 +36,10 @@ start_postgres() {
         apt_install postgresql
         bin=$(postgres_bin_dir) || { echo "postgresql installed but no initdb found" >&2; return 1; }
     fi
+    # kcl-store-postgres/tests/tls.rs makes a throwaway CA with it.
+    if ! command -v openssl >/dev/null 2>&1; then
+        apt_install openssl
+    fi
     port=$(free_port)
     dir="$STATE_DIR/postgres"
     # A cluster left running in our own state dir by an interrupted run.

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod cluster;
+
 use std::sync::Mutex;
 
 use kcl_core::testkit::conformance::random_application;
