@@ -1,5 +1,7 @@
 //! A lease: which worker processes a shard, and how far it got.
 
+use std::time::{Duration, SystemTime};
+
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{HashKeyRange, ShardId, WorkerId};
@@ -44,6 +46,15 @@ pub struct Lease {
     /// A worker that asked the owner to hand this lease over (graceful
     /// rebalancing); cleared by any change of ownership.
     pub handoff_to: Option<WorkerId>,
+    /// Where a lease whose checkpoint is still `LATEST` or `AT_TIMESTAMP`
+    /// starts reading, recorded by the first consumer before its first
+    /// read ([`LeaseStore::pin_start`](crate::LeaseStore::pin_start)), so a
+    /// later open (after a crash, a hand-off or a reader failure before
+    /// the first checkpoint) reads from the same instant instead of
+    /// resolving `LATEST` again and skipping the records put in between.
+    /// Whole milliseconds (see [`Lease::millis_since_epoch`]); cleared by
+    /// `reset_checkpoint`; meaningless once the checkpoint is a record.
+    pub pinned_start: Option<SystemTime>,
 }
 
 impl Lease {
@@ -74,7 +85,22 @@ impl Lease {
             child_shard_ids: Vec::new(),
             hash_key_range: None,
             handoff_to: None,
+            pinned_start: None,
         }
+    }
+
+    /// An instant as whole milliseconds since the Unix epoch, rounded down
+    /// (how stores keep [`pinned_start`](Self::pinned_start)); 0 for an
+    /// instant before the epoch.
+    pub fn millis_since_epoch(at: SystemTime) -> u64 {
+        at.duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    /// The instant `millis` milliseconds after the Unix epoch, or `None`
+    /// when the platform's clock cannot hold it (corrupt stored data).
+    pub fn instant_from_millis(millis: u64) -> Option<SystemTime> {
+        SystemTime::UNIX_EPOCH.checked_add(Duration::from_millis(millis))
     }
 
     /// Builder-style: set the parents.

@@ -8,6 +8,8 @@
 //! A store may implement both traits; whether they share storage is the
 //! backend's choice, and one application should use one or the other.
 
+use std::time::SystemTime;
+
 use async_trait::async_trait;
 
 use crate::error::Result;
@@ -60,7 +62,8 @@ pub trait CheckpointStore: Send + Sync + std::fmt::Debug {
 /// `generation` (see [`Lease`]). `counter` increases on every
 /// `take_lease`, `renew_lease`, `release_lease` and `reset_checkpoint`
 /// (other fenced writes may increase it too, as Java KCL's checkpoint
-/// does); `request_handoff` leaves it alone. `generation` increases on
+/// does); `request_handoff`, `withdraw_handoff` and `pin_start` leave it
+/// alone. `generation` increases on
 /// `take_lease`, `release_lease` and `reset_checkpoint`, and on nothing
 /// else. Neither ever decreases. A take of a lease whose generation is 0
 /// (never taken: new, or re-created after `delete_lease`) sets it to
@@ -70,7 +73,7 @@ pub trait CheckpointStore: Send + Sync + std::fmt::Debug {
 ///
 /// **Fencing.** The methods that take a `held: &Lease` (`renew_lease`,
 /// `release_lease`, `update_checkpoint`, `prepare_checkpoint`,
-/// `update_child_shard_ids`) succeed only if the stored lease's `owner` and
+/// `update_child_shard_ids`, `pin_start`) succeed only if the stored lease's `owner` and
 /// `generation` still equal `held`'s. Otherwise they change nothing and
 /// return [`Error::Conflict`](crate::Error::Conflict): a worker whose lease
 /// was taken can never renew it, checkpoint it, or give it away. A lost
@@ -168,12 +171,30 @@ pub trait LeaseStore: Send + Sync + std::fmt::Debug {
     /// generation.
     async fn update_child_shard_ids(&self, held: &Lease, children: &[ShardId]) -> Result<()>;
 
+    /// Record where a lease still at `LATEST` or `AT_TIMESTAMP` starts
+    /// reading ([`Lease::pinned_start`], kept to whole milliseconds, rounded
+    /// down): fenced by owner and generation; changes nothing else (not
+    /// the counters). Every later read of the lease returns it (through
+    /// takes, renewals, releases and checkpoints) until `reset_checkpoint`
+    /// clears it.
+    async fn pin_start(&self, held: &Lease, at: SystemTime) -> Result<()>;
+
+    /// Withdraw a hand-off request that `requester` made: clears
+    /// `handoff_to` if the stored `owner` and `generation` still equal
+    /// `observed`'s and `handoff_to` still names `requester`; a request
+    /// naming another worker (or none) is left alone and the call succeeds.
+    /// Changes nothing else (not the counters). A changed owner or
+    /// generation is [`Error::Conflict`](crate::Error::Conflict) (the
+    /// change of ownership already cleared the request).
+    async fn withdraw_handoff(&self, observed: &Lease, requester: &WorkerId) -> Result<()>;
+
     /// Delete the lease of `shard_id` (a finished shard whose children are
     /// under way, or an administrator's act). Unconditional and idempotent.
     async fn delete_lease(&self, shard_id: &ShardId) -> Result<()>;
 
     /// Administrator's reset: set the checkpoint to any position, even
-    /// backwards, clear the pending checkpoint, and free the lease
+    /// backwards, clear the pending checkpoint and the pinned start, and
+    /// free the lease
     /// (`owner = None`, `counter + 1`, `generation + 1`) so the current
     /// owner is fenced out and the next owner starts from the new position.
     async fn reset_checkpoint(

@@ -117,6 +117,14 @@ impl Update {
         }
     }
 
+    /// Condition: string attribute `attribute` equals `value`.
+    pub(crate) fn string_is(&mut self, attribute: &str, value: &str) -> &mut Self {
+        let name = self.name(attribute);
+        let value = self.value(s(value));
+        self.conditions.push(format!("{name} = {value}"));
+        self
+    }
+
     pub(crate) fn generation_is(&mut self, generation: u64) -> &mut Self {
         let name = self.name(GENERATION);
         let value = self.value(n(generation));

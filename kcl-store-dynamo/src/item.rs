@@ -21,8 +21,9 @@
 //! | `kclrsGeneration` | N | kcl (Rust) | fencing generation; absent (Java-written item) reads as 0 |
 //! | `kclrsHandoffTo` | S | kcl (Rust) | worker a hand-off was requested to |
 //! | `kclrsCreateToken` | S | kcl (Rust) | random token of the create that made the item (tells a retried create that it succeeded) |
+//! | `kclrsPinnedStart` | N | kcl (Rust) | where a lease still at `LATEST` / `AT_TIMESTAMP` starts reading, milliseconds since the Unix epoch (removed by our reset) |
 //!
-//! Java KCL ignores attributes it does not know, so the two `kclrs*`
+//! Java KCL ignores attributes it does not know, so the `kclrs*`
 //! attributes survive Java's writes (Java never rewrites a whole item
 //! after it is created; every later write is an `UpdateItem` of named
 //! attributes).
@@ -91,6 +92,9 @@ pub const GENERATION: &str = "kclrsGeneration";
 pub const CREATE_TOKEN: &str = "kclrsCreateToken";
 /// Ours: the worker a hand-off was requested to.
 pub const HANDOFF_TO: &str = "kclrsHandoffTo";
+/// Ours: the pinned start of a lease still at `LATEST` / `AT_TIMESTAMP`,
+/// milliseconds since the Unix epoch (N).
+pub const PINNED_START: &str = "kclrsPinnedStart";
 
 /// Whether `item` is a lease: no `entityType`, or `entityType = LEASE`,
 /// as Java KCL 3.5's `fromDynamoRecord` reads the table (it skips every
@@ -160,6 +164,9 @@ pub(crate) fn lease_to_item(lease: &Lease) -> Item {
     item.insert(GENERATION.into(), n(lease.generation));
     if let Some(to) = &lease.handoff_to {
         item.insert(HANDOFF_TO.into(), s(to.as_str()));
+    }
+    if let Some(at) = lease.pinned_start {
+        item.insert(PINNED_START.into(), n(Lease::millis_since_epoch(at)));
     }
     item
 }
@@ -294,6 +301,13 @@ impl<'a> Reader<'a> {
             child_shard_ids: self.shard_ids(CHILDREN)?,
             hash_key_range,
             handoff_to: self.worker(HANDOFF_TO)?.or(java_handoff),
+            pinned_start: self
+                .number(PINNED_START)?
+                .map(|ms| {
+                    Lease::instant_from_millis(ms)
+                        .ok_or_else(|| self.bad(format!("{PINNED_START} = {ms} is out of range")))
+                })
+                .transpose()?,
         })
     }
 }

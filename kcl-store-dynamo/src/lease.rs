@@ -30,7 +30,7 @@ use crate::expr::Update;
 use crate::item::{
     CHECKPOINT, CHECKPOINT_OWNER, CHECKPOINT_SUB, CHILDREN, CREATE_TOKEN, GENERATION, HANDOFF_TO,
     LEASE_COUNTER, LEASE_KEY, LEASE_OWNER, OWNER_SWITCHES, PENDING, PENDING_STATE, PENDING_SUB,
-    lease_to_item, n, s, shard_set,
+    PINNED_START, lease_to_item, n, s, shard_set,
 };
 use crate::requests::record_capacity;
 use crate::store::{DynamoStore, Outcome, conflict};
@@ -223,6 +223,41 @@ impl DynamoStore {
         self.fenced(observed, update).await.map(drop)
     }
 
+    pub(crate) async fn pin(&self, held: &Lease, at: std::time::SystemTime) -> Result<()> {
+        let mut update = fenced_update(held)?;
+        update.set(PINNED_START, n(Lease::millis_since_epoch(at)));
+        self.fenced(held, update).await.map(drop)
+    }
+
+    /// Clears `kclrsHandoffTo` only while it names `requester`; a request
+    /// naming another worker (a condition that failed on it alone) is
+    /// left alone and succeeds. Java 3.x hand-offs (`checkpointOwner`)
+    /// are never ours to withdraw.
+    pub(crate) async fn withdraw(&self, observed: &Lease, requester: &WorkerId) -> Result<()> {
+        let mut update = fenced_update(observed)?;
+        update
+            .string_is(HANDOFF_TO, requester.as_str())
+            .remove(HANDOFF_TO);
+        match self.update(&observed.shard_id, update).await? {
+            Outcome::Written(item) => {
+                self.remember_checkpoint(&observed.shard_id, &item);
+                Ok(())
+            }
+            Outcome::ConditionFailed(None) => Err(Error::lease_not_found(&observed.shard_id)),
+            Outcome::ConditionFailed(Some(item)) => {
+                let stored = self.parse(&item)?;
+                if stored.owner == observed.owner && stored.generation == observed.generation {
+                    Ok(())
+                } else {
+                    Err(conflict(
+                        &observed.shard_id,
+                        "owner or generation changed since the lease was observed",
+                    ))
+                }
+            }
+        }
+    }
+
     pub(crate) async fn set_children(&self, held: &Lease, children: &[ShardId]) -> Result<()> {
         let mut update = fenced_update(held)?;
         match shard_set(children) {
@@ -264,6 +299,7 @@ impl DynamoStore {
             LEASE_OWNER,
             CHECKPOINT_OWNER,
             HANDOFF_TO,
+            PINNED_START,
         ] {
             update.remove(attribute);
         }

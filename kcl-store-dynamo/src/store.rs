@@ -190,6 +190,14 @@ impl LeaseStore for DynamoStore {
         self.set_children(held, children).await
     }
 
+    async fn pin_start(&self, held: &Lease, at: std::time::SystemTime) -> Result<()> {
+        self.pin(held, at).await
+    }
+
+    async fn withdraw_handoff(&self, observed: &Lease, requester: &WorkerId) -> Result<()> {
+        self.withdraw(observed, requester).await
+    }
+
     async fn delete_lease(&self, shard_id: &ShardId) -> Result<()> {
         self.delete(shard_id).await
     }

@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 use kcl_core::{
@@ -238,6 +239,35 @@ impl LeaseStore for MemoryStore {
         })
     }
 
+    async fn pin_start(&self, held: &Lease, at: SystemTime) -> Result<()> {
+        // Whole milliseconds, as every store keeps it.
+        let at = Lease::instant_from_millis(Lease::millis_since_epoch(at))
+            .ok_or_else(|| Error::Config(format!("pinned start {at:?} is out of range")))?;
+        self.with(|ns| {
+            ns.held(held)?.pinned_start = Some(at);
+            Ok(())
+        })
+    }
+
+    async fn withdraw_handoff(&self, observed: &Lease, requester: &WorkerId) -> Result<()> {
+        self.with(|ns| {
+            let lease = ns.lease(&observed.shard_id)?;
+            if lease.owner.is_none()
+                || lease.owner != observed.owner
+                || lease.generation != observed.generation
+            {
+                return Err(Error::conflict(
+                    observed.shard_id.as_str(),
+                    "owner or generation changed since the lease was observed",
+                ));
+            }
+            if lease.handoff_to.as_ref() == Some(requester) {
+                lease.handoff_to = None;
+            }
+            Ok(())
+        })
+    }
+
     async fn delete_lease(&self, shard_id: &ShardId) -> Result<()> {
         self.with(|ns| {
             ns.leases.remove(shard_id);
@@ -254,6 +284,7 @@ impl LeaseStore for MemoryStore {
             let lease = ns.lease(shard_id)?;
             lease.checkpoint = checkpoint.clone();
             lease.pending_checkpoint = None;
+            lease.pinned_start = None;
             lease.owner = None;
             lease.handoff_to = None;
             lease.counter = next(shard_id, "counter", lease.counter)?;

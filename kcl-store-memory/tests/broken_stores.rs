@@ -250,6 +250,12 @@ impl LeaseStore for Broken {
             .update_child_shard_ids(&self.as_held(held).await?, children)
             .await
     }
+    async fn pin_start(&self, held: &Lease, at: std::time::SystemTime) -> Result<()> {
+        self.inner.pin_start(&self.as_held(held).await?, at).await
+    }
+    async fn withdraw_handoff(&self, observed: &Lease, requester: &WorkerId) -> Result<()> {
+        self.inner.withdraw_handoff(observed, requester).await
+    }
     async fn delete_lease(&self, shard_id: &ShardId) -> Result<()> {
         self.inner.delete_lease(shard_id).await
     }

@@ -103,6 +103,14 @@ impl LeaseStore for Unfenced {
             .update_child_shard_ids(&self.current(held).await?, children)
             .await
     }
+    async fn pin_start(&self, held: &Lease, at: std::time::SystemTime) -> Result<()> {
+        self.0.pin_start(&self.current(held).await?, at).await
+    }
+    async fn withdraw_handoff(&self, observed: &Lease, requester: &WorkerId) -> Result<()> {
+        self.0
+            .withdraw_handoff(&self.current(observed).await?, requester)
+            .await
+    }
     async fn delete_lease(&self, shard_id: &ShardId) -> Result<()> {
         self.0.delete_lease(shard_id).await
     }

@@ -25,10 +25,13 @@ pub(crate) const VERSION_TABLE: &str = "kcl_migrations";
 const LOCK_CLASS: i32 = 0x006b_636c;
 
 /// Every migration, in order: version and SQL text.
-const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    include_str!("../migrations/0001_leases_workers_checkpoints.sql"),
-)];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        include_str!("../migrations/0001_leases_workers_checkpoints.sql"),
+    ),
+    (2, include_str!("../migrations/0002_pinned_start.sql")),
+];
 
 fn render(sql: &str, tables: &Tables) -> String {
     sql.replace("{schema}", &tables.schema.quoted())
@@ -118,14 +121,16 @@ mod tests {
             workers: Identifier::new("t", "w1").unwrap(),
             checkpoints: Identifier::new("t", "c1").unwrap(),
         };
+        let mut all = String::new();
         for (_, sql) in MIGRATIONS {
             let out = render(sql, &tables);
             for placeholder in ["{schema}", "{leases}", "{workers}", "{checkpoints}"] {
                 assert!(!out.contains(placeholder), "{placeholder} left in");
             }
-            assert!(out.contains("\"s1\".\"l1\""));
-            assert!(out.contains("\"s1\".\"w1\""));
-            assert!(out.contains("\"s1\".\"c1\""));
+            all.push_str(&out);
         }
+        assert!(all.contains("\"s1\".\"l1\""));
+        assert!(all.contains("\"s1\".\"w1\""));
+        assert!(all.contains("\"s1\".\"c1\""));
     }
 }

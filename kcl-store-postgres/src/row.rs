@@ -20,7 +20,7 @@ pub(crate) const LEASE_COLUMNS: &str = "shard_id, owner, counter, generation, \
      checkpoint_rank, checkpoint_seq::text AS checkpoint_seq, checkpoint_sub, \
      pending_rank, pending_seq::text AS pending_seq, pending_sub, pending_state, \
      owner_switches, parent_shard_ids, child_shard_ids, \
-     hash_key_start::text AS hash_key_start, hash_key_end::text AS hash_key_end, handoff_to";
+     hash_key_start::text AS hash_key_start, hash_key_end::text AS hash_key_end, handoff_to, pinned_start_ms";
 
 /// A position as bound to a statement: rank, sequence digits, sub-sequence.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -150,6 +150,14 @@ pub(crate) fn lease_from_row(row: &PgRow) -> Result<Lease> {
             .map(WorkerId::new)
             .transpose()
             .map_err(stored)?,
+        pinned_start: get::<Option<i64>>(row, "pinned_start_ms")?
+            .map(|ms| {
+                u64::try_from(ms)
+                    .ok()
+                    .and_then(Lease::instant_from_millis)
+                    .ok_or_else(|| corrupt(format!("stored pinned start {ms}")))
+            })
+            .transpose()?,
     })
 }
 

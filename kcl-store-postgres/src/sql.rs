@@ -33,6 +33,8 @@ pub(crate) struct Statements {
     pub(crate) update_child_shard_ids: String,
     pub(crate) delete_lease: String,
     pub(crate) reset_checkpoint: String,
+    pub(crate) pin_start: String,
+    pub(crate) withdraw_handoff: String,
     pub(crate) heartbeat: String,
     pub(crate) list_workers: String,
     pub(crate) remove_worker: String,
@@ -69,9 +71,9 @@ impl Statements {
                      checkpoint_rank, checkpoint_seq, checkpoint_sub,
                      pending_rank, pending_seq, pending_sub, pending_state,
                      owner_switches, parent_shard_ids, child_shard_ids,
-                     hash_key_start, hash_key_end, handoff_to)
+                     hash_key_start, hash_key_end, handoff_to, pinned_start_ms)
                  VALUES ($1, $2, $3, $4, $5, $6, $7::numeric, $8, $9, $10::numeric, $11, $12,
-                     $13, $14, $15, $16::numeric, $17::numeric, $18)
+                     $13, $14, $15, $16::numeric, $17::numeric, $18, $19)
                  ON CONFLICT (application, shard_id) DO NOTHING
                  RETURNING 1"
             ),
@@ -116,6 +118,13 @@ impl Statements {
                 true,
             ),
             update_child_shard_ids: fenced("child_shard_ids = $5::text[]", false),
+            pin_start: fenced("pinned_start_ms = $5::bigint", false),
+            // Fenced by the observed owner and generation; clears the
+            // request only while it names the requester ($5).
+            withdraw_handoff: fenced(
+                "handoff_to = CASE WHEN handoff_to = $5::text THEN NULL ELSE handoff_to END",
+                false,
+            ),
             delete_lease: format!("DELETE FROM {leases} WHERE application = $1 AND shard_id = $2"),
             reset_checkpoint: format!(
                 "UPDATE {leases} SET
@@ -123,7 +132,7 @@ impl Statements {
                      checkpoint_sub = $5::bigint,
                      pending_rank = NULL, pending_seq = NULL, pending_sub = NULL,
                      pending_state = NULL, owner = NULL, handoff_to = NULL,
-                     counter = counter + 1, generation = generation + 1, updated_at = now()
+                     pinned_start_ms = NULL, counter = counter + 1, generation = generation + 1, updated_at = now()
                  WHERE application = $1 AND shard_id = $2
                  RETURNING 1"
             ),

@@ -1,6 +1,7 @@
 //! [`PostgresStore`]: the trait implementations.
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 use kcl_core::{
@@ -231,7 +232,13 @@ impl LeaseStore for PostgresStore {
                     .map(|r| r.starting_hash_key.to_string()),
             )
             .bind(lease.hash_key_range.map(|r| r.ending_hash_key.to_string()))
-            .bind(lease.handoff_to.as_ref().map(|w| w.as_str().to_owned()));
+            .bind(lease.handoff_to.as_ref().map(|w| w.as_str().to_owned()))
+            .bind(
+                lease
+                    .pinned_start
+                    .map(|at| signed(Lease::millis_since_epoch(at), "pinned start"))
+                    .transpose()?,
+            );
         let created = query.fetch_optional(&self.pool).await.map_err(map_sqlx)?;
         Ok(created.is_some())
     }
@@ -390,6 +397,36 @@ impl LeaseStore for PostgresStore {
             || Error::lease_fenced(&held.shard_id),
         )
         .await
+        .map(drop)
+    }
+
+    async fn pin_start(&self, held: &Lease, at: SystemTime) -> Result<()> {
+        let millis = signed(Lease::millis_since_epoch(at), "pinned start")?;
+        self.fenced_write(
+            &self.sql.pin_start,
+            held,
+            |q| q.bind(millis),
+            || Error::lease_fenced(&held.shard_id),
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn withdraw_handoff(&self, observed: &Lease, requester: &WorkerId) -> Result<()> {
+        self.fenced_write(
+            &self.sql.withdraw_handoff,
+            observed,
+            |q| q.bind(requester.as_str().to_owned()),
+            || Error::lease_fenced(&observed.shard_id),
+        )
+        .await
+        .map_err(|e| match e {
+            Error::Conflict { lease, .. } => Error::conflict(
+                lease,
+                "owner or generation changed since the lease was observed, or it has no owner",
+            ),
+            other => other,
+        })
         .map(drop)
     }
 

@@ -48,14 +48,17 @@ async fn many_workers_starting_at_once_migrate_once() {
         );
     }
     let versions: Vec<(String, i32)> = sqlx::query_as(&format!(
-        "SELECT table_set, version FROM \"{schema}\".kcl_migrations"
+        "SELECT table_set, version FROM \"{schema}\".kcl_migrations ORDER BY version"
     ))
     .fetch_all(&pool)
     .await
     .unwrap();
     assert_eq!(
         versions,
-        vec![("leases,workers,checkpoints".to_string(), 1)],
+        vec![
+            ("leases,workers,checkpoints".to_string(), 1),
+            ("leases,workers,checkpoints".to_string(), 2)
+        ],
         "each migration recorded exactly once"
     );
     assert_eq!(

@@ -31,6 +31,8 @@ pub(crate) const CHILD_SHARD_IDS: &str = "child_shard_ids";
 pub(crate) const HASH_KEY_START: &str = "hash_key_start";
 pub(crate) const HASH_KEY_END: &str = "hash_key_end";
 pub(crate) const HANDOFF_TO: &str = "handoff_to";
+/// Milliseconds since the Unix epoch, decimal.
+pub(crate) const PINNED_START: &str = "pinned_start";
 
 /// The largest counter `HINCRBY` can hold.
 const MAX_COUNTER: u64 = i64::MAX as u64;
@@ -107,6 +109,12 @@ pub(crate) fn lease_to_fields(lease: &Lease) -> Result<Vec<(&'static str, Vec<u8
     }
     if let Some(to) = &lease.handoff_to {
         fields.push((HANDOFF_TO, text(to.as_str())));
+    }
+    if let Some(at) = lease.pinned_start {
+        fields.push((
+            PINNED_START,
+            Lease::millis_since_epoch(at).to_string().into_bytes(),
+        ));
     }
     Ok(fields)
 }
@@ -188,6 +196,15 @@ pub(crate) fn lease_from_fields(mut fields: Fields) -> Result<Option<Lease>> {
         .map(WorkerId::new)
         .transpose()
         .map_err(stored)?;
+    let pinned_start = match text(PINNED_START)? {
+        None => None,
+        Some(ms) => Some(
+            ms.parse()
+                .ok()
+                .and_then(Lease::instant_from_millis)
+                .ok_or_else(|| malformed(format!("lease {shard}: pinned start {ms:?}")))?,
+        ),
+    };
     let pending_checkpoint =
         position(&shard, pending_value, pending_sub)?.map(|sequence| PendingCheckpoint {
             sequence,
@@ -217,6 +234,7 @@ pub(crate) fn lease_from_fields(mut fields: Fields) -> Result<Option<Lease>> {
         child_shard_ids: children,
         hash_key_range,
         handoff_to,
+        pinned_start,
     }))
 }
 
@@ -312,6 +330,7 @@ mod tests {
         lease.generation = 3;
         lease.owner_switches_since_checkpoint = 2;
         lease.handoff_to = Some(WorkerId::new("w-2").unwrap());
+        lease.pinned_start = Lease::instant_from_millis(1_700_000_000_123);
         lease.pending_checkpoint = Some(PendingCheckpoint {
             sequence: ExtendedSequenceNumber::ShardEnd,
             state: Some(vec![0, 255, b'\n']),
@@ -372,6 +391,8 @@ mod tests {
             (CHECKPOINT, b"12x"),
             (CHECKPOINT_SUB, b"x"),
             (OWNER, b"\xff"),
+            (PINNED_START, b"soon"),
+            (PINNED_START, b"18446744073709551616"),
         ] {
             let mut fields = good();
             fields.insert(field.into(), value.to_vec());

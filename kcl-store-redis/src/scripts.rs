@@ -21,6 +21,8 @@ pub(crate) struct Scripts {
     pub(crate) prepare_checkpoint: Script,
     pub(crate) update_child_shard_ids: Script,
     pub(crate) reset_checkpoint: Script,
+    pub(crate) pin_start: Script,
+    pub(crate) withdraw_handoff: Script,
     pub(crate) set_checkpoint: Script,
 }
 
@@ -41,6 +43,8 @@ impl Scripts {
             prepare_checkpoint: with_common(include_str!("scripts/prepare_checkpoint.lua")),
             update_child_shard_ids: with_common(include_str!("scripts/update_child_shard_ids.lua")),
             reset_checkpoint: with_common(include_str!("scripts/reset_checkpoint.lua")),
+            pin_start: with_common(include_str!("scripts/pin_start.lua")),
+            withdraw_handoff: with_common(include_str!("scripts/withdraw_handoff.lua")),
             set_checkpoint: with_common(include_str!("scripts/set_checkpoint.lua")),
         }
     }

@@ -4,6 +4,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 use kcl_core::{
@@ -400,6 +401,31 @@ impl LeaseStore for RedisStore {
             )
             .await?;
         outcome(reply, &held.shard_id, None).map(drop)
+    }
+
+    async fn pin_start(&self, held: &Lease, at: SystemTime) -> Result<()> {
+        let millis = Lease::millis_since_epoch(at).to_string();
+        let reply = self
+            .fenced(&self.scripts().pin_start, held, &[millis.as_bytes()])
+            .await?;
+        outcome(reply, &held.shard_id, None).map(drop)
+    }
+
+    async fn withdraw_handoff(&self, observed: &Lease, requester: &WorkerId) -> Result<()> {
+        let owner = observed.owner.as_ref().map_or("", WorkerId::as_str);
+        let generation = observed.generation.to_string();
+        let reply = self
+            .run_on_lease(
+                &self.scripts().withdraw_handoff,
+                &observed.shard_id,
+                &[
+                    owner.as_bytes(),
+                    generation.as_bytes(),
+                    requester.as_str().as_bytes(),
+                ],
+            )
+            .await?;
+        outcome(reply, &observed.shard_id, None).map(drop)
     }
 
     async fn delete_lease(&self, shard_id: &ShardId) -> Result<()> {

@@ -96,6 +96,14 @@ impl LeaseStore for Counting {
         self.write();
         self.inner.update_child_shard_ids(held, children).await
     }
+    async fn pin_start(&self, held: &Lease, at: std::time::SystemTime) -> Result<()> {
+        self.write();
+        self.inner.pin_start(held, at).await
+    }
+    async fn withdraw_handoff(&self, observed: &Lease, requester: &WorkerId) -> Result<()> {
+        self.write();
+        self.inner.withdraw_handoff(observed, requester).await
+    }
     async fn delete_lease(&self, shard_id: &ShardId) -> Result<()> {
         self.write();
         self.inner.delete_lease(shard_id).await

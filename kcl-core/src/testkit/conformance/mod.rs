@@ -34,6 +34,7 @@
 
 mod checkpoint;
 mod lease;
+mod pinning;
 mod strict;
 
 use std::sync::Arc;
@@ -42,6 +43,7 @@ use async_trait::async_trait;
 
 pub use checkpoint::*;
 pub use lease::*;
+pub use pinning::*;
 pub use strict::*;
 
 use crate::error::{Error, Result};
@@ -103,6 +105,8 @@ pub async fn run_lease_store_suite(factory: &dyn StoreFactory) {
     check!(retake_by_the_same_owner_is_not_a_switch);
     check!(lease_checkpoints_compare_every_digit);
     check!(fenced_writes_never_undo_a_take);
+    check!(pinned_start_round_trips_and_is_fenced);
+    check!(withdraw_handoff_clears_only_our_request);
     eprintln!("conformance: namespaces_are_isolated");
     namespaces_are_isolated(&*factory.lease_store().await, &*factory.lease_store().await).await;
     eprintln!("conformance: list_many_leases");
@@ -167,7 +171,9 @@ macro_rules! store_conformance_tests {
                 ownership_changes_clear_the_handoff_request,
                 retake_by_the_same_owner_is_not_a_switch,
                 lease_checkpoints_compare_every_digit,
-                fenced_writes_never_undo_a_take;
+                fenced_writes_never_undo_a_take,
+                pinned_start_round_trips_and_is_fenced,
+                withdraw_handoff_clears_only_our_request;
             checkpoint:
                 checkpoint_store_round_trips,
                 checkpoint_store_never_goes_backwards,
