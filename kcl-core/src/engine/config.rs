@@ -98,6 +98,13 @@ pub struct WorkerConfig {
     /// the fleet cannot hold stay free. Leases handed to this worker
     /// explicitly are kept. Default `usize::MAX` (no cap); at least 1.
     pub max_leases_per_worker: usize,
+    /// How far before this host's clock a shard opened at `LATEST` pins
+    /// its start (see [`Lease::pinned_start`](crate::Lease::pinned_start)):
+    /// a re-open before the first checkpoint reads `AT_TIMESTAMP` of the
+    /// pin, so a host clock ahead of Kinesis's by less than this loses no
+    /// record (a re-open may repeat up to this much from before the first
+    /// open). Default 5 s.
+    pub pin_clock_margin: Duration,
 }
 
 impl WorkerConfig {
@@ -124,6 +131,7 @@ impl WorkerConfig {
             retry_max_delay: Duration::from_secs(10),
             ignore_shard_ordering: false,
             max_leases_per_worker: usize::MAX,
+            pin_clock_margin: Duration::from_secs(5),
         }
     }
 
@@ -148,10 +156,10 @@ impl WorkerConfig {
         }
         // Deadlines are computed as `now + duration`: bound every duration
         // so that can never overflow the clock.
-        for (name, value) in positive
-            .into_iter()
-            .chain([("retry_max_delay", self.retry_max_delay)])
-        {
+        for (name, value) in positive.into_iter().chain([
+            ("retry_max_delay", self.retry_max_delay),
+            ("pin_clock_margin", self.pin_clock_margin),
+        ]) {
             if value > MAX_DURATION {
                 return Err(Error::Config(format!(
                     "{name} ({value:?}) must be at most {MAX_DURATION:?}"
@@ -405,6 +413,8 @@ impl<F> WorkerBuilder<F> {
         ignore_shard_ordering: bool);
     setter!(/// Most leases held at once (default no cap).
         max_leases_per_worker: usize);
+    setter!(/// Clock margin of a pinned LATEST start (default 5 s).
+        pin_clock_margin: Duration);
 }
 
 impl<F: ProcessorFactory> WorkerBuilder<F> {

@@ -40,7 +40,15 @@
 //! - **consumers**: one task per held lease (see the processor life cycle
 //!   in [`crate::processor`]), each fed by a prefetch task bounded by
 //!   records and bytes. Its `Outcome` is the one end signal; a consumer
-//!   that panicked backs its shard off here with a doubling delay.
+//!   that panicked backs its shard off here with a doubling delay. Before
+//!   the first read of a lease still at `LATEST` (or `AT_TIMESTAMP`), the
+//!   consumer pins its start in the lease (`LeaseStore::pin_start`: this
+//!   host's clock minus `pin_clock_margin` for LATEST, the configured
+//!   instant for AT_TIMESTAMP), and every later open before the first
+//!   checkpoint (a peer after a crash or hand-off, or a reopened reader)
+//!   reads `AT_TIMESTAMP` of that pin instead of a new LATEST, so nothing
+//!   put in between is lost (a few records from before the first open may
+//!   come again: at least once).
 //!
 //! Expiry never compares clocks across hosts: the taker remembers, per
 //! lease, the `(counter, generation)` pair it last saw and when (on its own

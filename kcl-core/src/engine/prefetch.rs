@@ -33,6 +33,9 @@ pub(crate) struct PrefetchSpec {
     pub(crate) source: Arc<dyn ShardSource>,
     pub(crate) shard_id: ShardId,
     pub(crate) start: StartingPosition,
+    /// Where to reopen when nothing was read yet (the lease's pinned
+    /// start, for a shard opened at LATEST): `start` again if `None`.
+    pub(crate) reopen_from: Option<StartingPosition>,
     /// Drop records at or below this position (a restart in the middle of
     /// an aggregate, or the checkpointed record itself).
     pub(crate) skip_through: Option<ExtendedSequenceNumber>,
@@ -81,6 +84,9 @@ async fn run(mut spec: PrefetchSpec, tx: mpsc::Sender<Prefetched>) {
                 tracing::warn!(shard = %spec.shard_id, error = %e, retry_in = ?delay, "opening the shard reader failed");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(spec.retry_max_delay);
+                if let (None, Some(pinned)) = (&last_read, &spec.reopen_from) {
+                    position = pinned.clone();
+                }
                 continue;
             }
         };
@@ -100,8 +106,12 @@ async fn run(mut spec: PrefetchSpec, tx: mpsc::Sender<Prefetched>) {
                     }
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(spec.retry_max_delay);
-                    if let Some(last) = &last_read {
-                        position = StartingPosition::AfterSequenceNumber(last.clone());
+                    match (&last_read, &spec.reopen_from) {
+                        (Some(last), _) => {
+                            position = StartingPosition::AfterSequenceNumber(last.clone());
+                        }
+                        (None, Some(pinned)) => position = pinned.clone(),
+                        (None, None) => {}
                     }
                     break;
                 }

@@ -98,6 +98,17 @@ pub(crate) fn start_position(
     }
 }
 
+/// The position a lease's pinned start stands for, when the lease is
+/// still at `LATEST` or `AT_TIMESTAMP` (see [`Lease::pinned_start`]).
+fn pinned_position(lease: &Lease) -> Option<StartingPosition> {
+    match lease.checkpoint {
+        ExtendedSequenceNumber::Latest | ExtendedSequenceNumber::AtTimestamp => {
+            lease.pinned_start.map(StartingPosition::AtTimestamp)
+        }
+        _ => None,
+    }
+}
+
 /// A processor call the error policy applies to.
 enum Call<'a> {
     Initialize(&'a InitializeInput),
@@ -300,6 +311,10 @@ impl<F: ProcessorFactory> Consumer<F> {
                 self.pause(poll).await;
             }
         }
+        let first_open = match self.pin_start().await {
+            Ok(first_open) => first_open,
+            Err(outcome) => return outcome,
+        };
         let mut processor = match std::panic::catch_unwind(AssertUnwindSafe(|| {
             self.ctx.factory.create_processor(self.shard())
         })) {
@@ -326,14 +341,19 @@ impl<F: ProcessorFactory> Consumer<F> {
         if let Some(outcome) = self.after_step(step, &mut processor, &mut cp).await {
             return outcome;
         }
-        let (start, skip) = match self.start_override.take() {
-            Some(position) => (position, None),
-            None => start_position(&self.lease.checkpoint, &self.ctx.config),
+        let pinned = pinned_position(&self.lease);
+        let (start, skip) = match (self.start_override.take(), &pinned) {
+            (Some(position), _) => (position, None),
+            // A re-open of a lease still at LATEST / AT_TIMESTAMP reads
+            // from where the first open pinned it, never from a new LATEST.
+            (None, Some(at)) if !first_open => (at.clone(), None),
+            (None, _) => start_position(&self.lease.checkpoint, &self.ctx.config),
         };
         let (mut rx, handle) = prefetch::spawn(PrefetchSpec {
             source: Arc::clone(&self.ctx.source),
             shard_id: self.shard().clone(),
             start,
+            reopen_from: pinned,
             skip_through: skip,
             hash_key_range: self.lease.hash_key_range,
             max_records: self.ctx.config.prefetch_max_records,
@@ -401,6 +421,56 @@ impl<F: ProcessorFactory> Consumer<F> {
                 return self.shard_end(&mut processor, &mut cp, children).await;
             }
         }
+    }
+
+    /// Before the first read of a lease still at `LATEST` (or
+    /// `AT_TIMESTAMP` with the configured instant), record where it starts
+    /// in the lease through a fenced write, so any later open (here after a
+    /// reader failure, or by a peer after a crash or hand-off) reads from
+    /// that instant (`AT_TIMESTAMP`) instead of resolving `LATEST` again.
+    /// For `LATEST` the instant is this host's clock minus
+    /// `pin_clock_margin`: Kinesis compares it with its own arrival
+    /// times, so a clock ahead of the service's by less than the margin
+    /// loses nothing (a re-open may deliver records from up to the margin
+    /// before the first open: duplicates allowed, never a loss). Without a
+    /// lease store (the single-process consumer) the pin is kept in memory
+    /// and covers reader failures only.
+    ///
+    /// Returns whether this is the first open (then the reader starts at
+    /// the checkpoint's own position); an `Err` is the consumer's ending.
+    async fn pin_start(&mut self) -> std::result::Result<bool, Outcome> {
+        if self.start_override.is_some() || self.lease.pinned_start.is_some() {
+            return Ok(false);
+        }
+        let at = match (&self.lease.checkpoint, self.ctx.config.initial_position) {
+            (ExtendedSequenceNumber::Latest, _) => std::time::SystemTime::now()
+                .checked_sub(self.ctx.config.pin_clock_margin)
+                .unwrap_or(std::time::SystemTime::UNIX_EPOCH),
+            (ExtendedSequenceNumber::AtTimestamp, super::InitialPosition::AtTimestamp(at)) => at,
+            _ => return Ok(false),
+        };
+        // Whole milliseconds, as stores keep it (rounded down).
+        let at = Lease::instant_from_millis(Lease::millis_since_epoch(at)).unwrap_or(at);
+        if let Coordination::Lease(store) = &self.ctx.coordination {
+            let store = Arc::clone(store);
+            if let Err(e) = retry_store(|| store.pin_start(&self.lease, at)).await {
+                if matches!(
+                    e,
+                    crate::Error::Conflict { .. } | crate::Error::NotFound { .. }
+                ) {
+                    tracing::info!(error = %e, "lease lost before its start was pinned");
+                    return Err(Outcome::LeaseLost);
+                }
+                // Reading without a pin could lose records on a re-open:
+                // give the lease back instead; any worker retries.
+                tracing::warn!(error = %e, "pinning the start of the lease failed; releasing it");
+                self.release(None).await;
+                return Err(Outcome::Released);
+            }
+            tracing::debug!(pinned_start = ?at, "start pinned");
+        }
+        self.lease.pinned_start = Some(at);
+        Ok(true)
     }
 
     /// Turn a step into an ending, or `None` to go on.
