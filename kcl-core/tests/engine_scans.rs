@@ -82,6 +82,12 @@ impl LeaseStore for Watched {
     async fn update_child_shard_ids(&self, held: &Lease, children: &[ShardId]) -> Result<()> {
         self.inner.update_child_shard_ids(held, children).await
     }
+    async fn pin_start(&self, held: &Lease, at: std::time::SystemTime) -> Result<()> {
+        self.inner.pin_start(held, at).await
+    }
+    async fn withdraw_handoff(&self, observed: &Lease, requester: &WorkerId) -> Result<()> {
+        self.inner.withdraw_handoff(observed, requester).await
+    }
     async fn delete_lease(&self, shard_id: &ShardId) -> Result<()> {
         self.inner.delete_lease(shard_id).await
     }
