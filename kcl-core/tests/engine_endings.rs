@@ -288,3 +288,46 @@ async fn a_graceful_shutdown_removes_the_heartbeat_first() {
     run.await.unwrap().unwrap();
     assert!(store.list_workers().await.unwrap().is_empty());
 }
+
+/// Path 10: a worker that asked for hand-offs and then shuts down
+/// withdraws its requests, so the owner keeps its leases instead of
+/// handing them to a worker that is gone (where they would sit unread
+/// until they expired).
+#[tokio::test(start_paused = true)]
+async fn a_graceful_shutdown_withdraws_its_own_hand_off_requests() {
+    let stream = FakeStream::new(4);
+    fill(&stream, 0, 20);
+    let store = store();
+    let recorder = Recorder::new();
+    let owner = spawn_worker("owner", store.clone(), &stream, &recorder);
+    wait_until("the owner to hold all 4", Duration::from_secs(10), || {
+        recorder.count() >= 20
+    })
+    .await;
+    let asker = spawn_worker("asker", store.clone(), &stream, &recorder);
+    let mut asked = Vec::new();
+    let start = tokio::time::Instant::now();
+    while asked.is_empty() {
+        assert!(start.elapsed() < LEASE, "no hand-off was requested");
+        asked = store
+            .list_leases()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|l| l.handoff_to.as_ref().is_some_and(|w| w.as_str() == "asker"))
+            .collect();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    asker.stop().await;
+    for lease in store.list_leases().await.unwrap() {
+        assert_eq!(
+            lease.handoff_to, None,
+            "a request outlived its worker: {lease:?}"
+        );
+    }
+    // Several of the owner's renewals later, it still holds every lease.
+    tokio::time::sleep(LEASE / 2).await;
+    let held = owners(store.as_ref()).await;
+    assert_eq!(held.get("owner"), Some(&4), "{held:?}");
+    owner.stop().await;
+}

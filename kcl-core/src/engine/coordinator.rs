@@ -531,6 +531,7 @@ impl<F: ProcessorFactory> Coordinator<F> {
             Ok(Err(e)) => tracing::warn!(error = %e, "removing the heartbeat failed"),
             Err(_) => tracing::warn!("removing the heartbeat timed out"),
         }
+        self.withdraw_handoffs(bound).await;
         for held in self.held.values() {
             held.control.send_if_modified(|c| {
                 let run = *c == Control::Run;
@@ -580,6 +581,39 @@ impl<F: ProcessorFactory> Coordinator<F> {
                     }
                 }
             }
+        }
+    }
+}
+
+impl<F: ProcessorFactory> Coordinator<F> {
+    /// Withdraw this worker's own pending hand-off requests, so no owner
+    /// hands a lease to a worker that is gone (it would sit unread until
+    /// it expired). All at once, bounded by `bound` in total; a request
+    /// that could not be withdrawn is only a delay (its owner hands the
+    /// lease to a worker with no heartbeat, and peers take it once it
+    /// expires), never a second reader.
+    async fn withdraw_handoffs(&mut self, bound: Duration) {
+        let pending = self.memory.drain_pending();
+        if pending.is_empty() {
+            return;
+        }
+        let store = &self.store;
+        let me = &self.me;
+        let calls = pending.iter().map(|observed| async move {
+            match store.withdraw_handoff(observed, me).await {
+                Ok(()) => {}
+                // The owner changed: the request went with it.
+                Err(Error::Conflict { .. } | Error::NotFound { .. }) => {}
+                Err(e) => {
+                    tracing::warn!(shard = %observed.shard_id, error = %e, "withdrawing a hand-off request failed")
+                }
+            }
+        });
+        if tokio::time::timeout(bound, futures::future::join_all(calls))
+            .await
+            .is_err()
+        {
+            tracing::warn!("withdrawing the hand-off requests timed out");
         }
     }
 }

@@ -137,6 +137,24 @@ impl Memory {
         })
     }
 
+    /// Forget every hand-off this worker is waiting for (it is shutting
+    /// down), returning each as the snapshot to withdraw it from: shard,
+    /// owner and generation as they were when it was asked.
+    pub(crate) fn drain_pending(&mut self) -> Vec<Lease> {
+        let mut out: Vec<Lease> = self
+            .pending
+            .drain()
+            .map(|(shard_id, p)| {
+                let mut lease = Lease::new(shard_id, ExtendedSequenceNumber::TrimHorizon);
+                lease.owner = p.owner;
+                lease.generation = p.generation;
+                lease
+            })
+            .collect();
+        out.sort_by(|a, b| a.shard_id.cmp(&b.shard_id));
+        out
+    }
+
     /// Hand-offs this worker is waiting for.
     #[cfg(test)]
     pub(crate) fn pending(&self) -> usize {
