@@ -47,8 +47,9 @@ const CLIENT_OPTIONS: [&str; 19] = [
     "options[*",
 ];
 /// The options [`PostgresStoreBuilder::from_url`] reads from a URL's query.
-const KNOWN_OPTIONS: [&str; 10] = [
+const KNOWN_OPTIONS: [&str; 11] = [
     "application",
+    "lease_connections",
     "schema",
     "leases_table",
     "workers_table",
@@ -130,10 +131,18 @@ enum Source {
 /// | [`workers_table`](Self::workers_table) | `"workers"` |
 /// | [`checkpoints_table`](Self::checkpoints_table) | `"checkpoints"` |
 /// | [`max_connections`](Self::max_connections) | 10 (ignored with `pool`) |
+/// | [`lease_connections`](Self::lease_connections) | 4 |
 /// | [`acquire_timeout`](Self::acquire_timeout) | 5 s (ignored with `pool`) |
 /// | [`migrate`](Self::migrate) | `true` |
-/// | [`lock_timeout`](Self::lock_timeout) | 2 s (ignored with `pool`) |
-/// | [`statement_timeout`](Self::statement_timeout) | 5 s (ignored with `pool`) |
+/// | [`lock_timeout`](Self::lock_timeout) | 2 s |
+/// | [`statement_timeout`](Self::statement_timeout) | 5 s |
+///
+/// Two pools: the application's ([`PostgresStore::pool`]: yours, or one
+/// of `max_connections` built from the URL) for your own queries and
+/// transactional checkpoints, and the store's own pool of
+/// `lease_connections`, built from the same connect options, for every
+/// statement the store runs itself. Your transactions can therefore never
+/// take the connection a renew needs.
 ///
 /// TLS (feature `tls`: rustls, aws-lc-rs) is configured through sqlx's
 /// settings: `sslmode=verify-full&sslrootcert=/path/ca.pem` in the URL, or
@@ -157,12 +166,15 @@ pub struct PostgresStoreBuilder {
     workers_table: Option<String>,
     checkpoints_table: Option<String>,
     max_connections: Option<u32>,
+    lease_connections: Option<u32>,
     acquire_timeout: Option<Duration>,
     migrate: Option<bool>,
     lock_timeout: Option<Duration>,
     statement_timeout: Option<Duration>,
 }
 
+/// Default [`PostgresStoreBuilder::lease_connections`].
+pub const DEFAULT_LEASE_CONNECTIONS: u32 = 4;
 /// Default [`PostgresStoreBuilder::lock_timeout`].
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(2);
 /// Default [`PostgresStoreBuilder::statement_timeout`].
@@ -216,6 +228,7 @@ impl fmt::Debug for PostgresStoreBuilder {
             .field("workers_table", &self.workers_table)
             .field("checkpoints_table", &self.checkpoints_table)
             .field("max_connections", &self.max_connections)
+            .field("lease_connections", &self.lease_connections)
             .field("acquire_timeout", &self.acquire_timeout)
             .field("migrate", &self.migrate)
             .field("lock_timeout", &self.lock_timeout)
@@ -281,9 +294,20 @@ impl PostgresStoreBuilder {
         self
     }
 
+    /// Largest number of connections in the store's own pool, which runs
+    /// every lease, heartbeat and checkpoint statement of the store (each a
+    /// single short statement). Default 4. It is built from the same
+    /// connect options as the application's pool (with `pool`, from that
+    /// pool's connect options; hooks such as `after_connect` are not
+    /// copied), so size the server's `max_connections` for both.
+    pub fn lease_connections(mut self, max: u32) -> Self {
+        self.lease_connections = Some(max);
+        self
+    }
+
     /// How long a call waits for a connection before failing with a
-    /// retryable [`Error::Unavailable`]. Default 5 s. Not used with
-    /// [`pool`](Self::pool).
+    /// retryable [`Error::Unavailable`]. Default 5 s. With
+    /// [`pool`](Self::pool), it bounds the store's own pool only.
     pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
         self.acquire_timeout = Some(timeout);
         self
@@ -296,15 +320,16 @@ impl PostgresStoreBuilder {
     /// bounds how long a peer's take or the holder's renew can be stuck
     /// behind a hung transaction. Set (with the statement timeout and READ
     /// COMMITTED as the session's default isolation) on every connection of
-    /// a pool this builder makes; not used with [`pool`](Self::pool), whose
-    /// connections are configured by its owner.
+    /// the store's own pool, whatever the source (with [`pool`](Self::pool),
+    /// your pool's connections keep their own settings), and on a pool this
+    /// builder makes from a URL or connect options.
     pub fn lock_timeout(mut self, timeout: Duration) -> Self {
         self.lock_timeout = Some(timeout);
         self
     }
 
-    /// Bound on any one statement on the store's pool. Default 5 s. Not
-    /// used with [`pool`](Self::pool).
+    /// Bound on any one statement of the store. Default 5 s. Set as
+    /// [`lock_timeout`](Self::lock_timeout) is.
     pub fn statement_timeout(mut self, timeout: Duration) -> Self {
         self.statement_timeout = Some(timeout);
         self
@@ -345,7 +370,7 @@ impl PostgresStoreBuilder {
     /// A builder from key/value settings: `url` (required; its kcl options
     /// are read as below), `application`, `schema`, `leases_table`,
     /// `workers_table`, `checkpoints_table`, `max_connections`,
-    /// `acquire_timeout`, `migrate`, `lock_timeout` and `statement_timeout`. See [`from_url`](Self::from_url).
+    /// `lease_connections`, `acquire_timeout`, `migrate`, `lock_timeout` and `statement_timeout`. See [`from_url`](Self::from_url).
     /// Unknown keys are an [`Error::Config`].
     pub fn from_map<K, V>(pairs: impl IntoIterator<Item = (K, V)>) -> Result<Self>
     where
@@ -376,6 +401,7 @@ impl PostgresStoreBuilder {
         builder.workers_table = options.take("workers_table");
         builder.checkpoints_table = options.take("checkpoints_table");
         builder.max_connections = options.take_number("max_connections")?;
+        builder.lease_connections = options.take_number("lease_connections")?;
         builder.acquire_timeout = options.take_duration("acquire_timeout")?;
         builder.migrate = options.take_bool("migrate")?;
         builder.lock_timeout = options.take_duration("lock_timeout")?;
@@ -439,12 +465,20 @@ impl PostgresStoreBuilder {
                 )));
             }
         }
+        let acquire_timeout = self.acquire_timeout.unwrap_or(Duration::from_secs(5));
         let pool_options = || {
             PgPoolOptions::new()
                 .max_connections(self.max_connections.unwrap_or(10).max(1))
-                .acquire_timeout(self.acquire_timeout.unwrap_or(Duration::from_secs(5)))
+                .acquire_timeout(acquire_timeout)
         };
-        let pool = match self.source {
+        let lease_pool_options = PgPoolOptions::new()
+            .max_connections(
+                self.lease_connections
+                    .unwrap_or(DEFAULT_LEASE_CONNECTIONS)
+                    .max(1),
+            )
+            .acquire_timeout(acquire_timeout);
+        let (pool, lease_options) = match self.source {
             Source::Unset => {
                 return Err(Error::Config(
                     "PostgresStore needs a url, connect options or a pool".into(),
@@ -463,15 +497,21 @@ impl PostgresStoreBuilder {
                     Error::Config(format!("invalid postgres url {}: {e}", redact_url(&url)))
                 })?;
                 tls_available(&options, &redact_url(&url))?;
-                pool_options().connect_lazy_with(session.apply(options))
+                let options = session.apply(options);
+                (pool_options().connect_lazy_with(options.clone()), options)
             }
             Source::Options(options) => {
                 tls_available(&options, "the connect options")?;
-                pool_options().connect_lazy_with(session.apply(*options))
+                let options = session.apply(*options);
+                (pool_options().connect_lazy_with(options.clone()), options)
             }
-            Source::Pool(pool) => pool,
+            Source::Pool(pool) => {
+                let options = session.apply((*pool.connect_options()).clone());
+                (pool, options)
+            }
         };
-        let store = PostgresStore::new(pool, application, tables);
+        let lease_pool = lease_pool_options.connect_lazy_with(lease_options);
+        let store = PostgresStore::new(pool, lease_pool, application, tables);
         if self.migrate.unwrap_or(true) {
             store.migrate().await?;
         }
@@ -579,7 +619,7 @@ mod tests {
     #[test]
     fn from_url_takes_kcl_options_and_leaves_sqlx_its_own() {
         let builder = PostgresStoreBuilder::from_url(
-            "postgres://kcl:a%2Fb%3Fc%23d@db:5432/app?sslmode=require&schema=orders&application=o&leases_table=l&workers_table=w&checkpoints_table=c&max_connections=3&acquire_timeout=250ms&migrate=no",
+            "postgres://kcl:a%2Fb%3Fc%23d@db:5432/app?sslmode=require&schema=orders&application=o&leases_table=l&workers_table=w&checkpoints_table=c&max_connections=3&lease_connections=2&acquire_timeout=250ms&migrate=no",
         )
         .unwrap();
         match &builder.source {
@@ -597,6 +637,7 @@ mod tests {
         assert_eq!(builder.workers_table.as_deref(), Some("w"));
         assert_eq!(builder.checkpoints_table.as_deref(), Some("c"));
         assert_eq!(builder.max_connections, Some(3));
+        assert_eq!(builder.lease_connections, Some(2));
         assert_eq!(builder.acquire_timeout, Some(Duration::from_millis(250)));
         assert_eq!(builder.migrate, Some(false));
         assert!(!format!("{builder:?}").contains("a%2Fb"));

@@ -25,15 +25,21 @@
 //!   idempotent.
 //! - **No SQL injection through names**: schema and table names must match
 //!   [`IDENTIFIER_RULE`] and are quoted.
-//! - **Bounded waits** on pools the builder makes: every connection starts
-//!   with `lock_timeout` (2 s), `statement_timeout` (5 s) and READ
-//!   COMMITTED as its default isolation, whatever the server's, role's or
-//!   URL's defaults; so a hung transactional checkpoint holding a lease's
-//!   row lock delays a peer's take by at most the lock timeout (a
-//!   retryable error; the taker tries again), and lost races stay
-//!   `Conflict` under a SERIALIZABLE default (`tests/session.rs` runs the
-//!   suite so). With [`PostgresStoreBuilder::pool`] these are the pool
-//!   owner's to set.
+//! - **Its own connections.** The store runs its statements on a small
+//!   pool of its own ([`PostgresStoreBuilder::lease_connections`], 4),
+//!   separate from the application's pool ([`PostgresStore::pool`]) that
+//!   your queries and transactional checkpoints use: a pool full of long
+//!   user transactions cannot make a renew wait for a connection (and
+//!   give up after a third of the lease). `tests/pools.rs` holds it.
+//! - **Bounded waits**: every connection of the store's pool starts with
+//!   `lock_timeout` (2 s), `statement_timeout` (5 s) and READ COMMITTED
+//!   as its default isolation, whatever the server's, role's, URL's or
+//!   your pool's defaults (with [`PostgresStoreBuilder::pool`] it is built
+//!   from your pool's connect options); so a hung transactional
+//!   checkpoint holding a lease's row lock delays a peer's take by at most
+//!   the lock timeout (a retryable error; the taker tries again), and lost
+//!   races stay `Conflict` under a SERIALIZABLE default (`tests/session.rs`
+//!   and `tests/pools.rs` run the suite so).
 //! - **Retryable errors** ([`kcl_core::Error::Unavailable`] /
 //!   [`Throttled`](kcl_core::Error::Throttled)) while the server is down or
 //!   restarting; the pool reconnects by itself.
@@ -95,6 +101,7 @@ mod store;
 mod transactional;
 
 pub use config::{
-    DEFAULT_LOCK_TIMEOUT, DEFAULT_STATEMENT_TIMEOUT, IDENTIFIER_RULE, PostgresStoreBuilder,
+    DEFAULT_LEASE_CONNECTIONS, DEFAULT_LOCK_TIMEOUT, DEFAULT_STATEMENT_TIMEOUT, IDENTIFIER_RULE,
+    PostgresStoreBuilder,
 };
 pub use store::PostgresStore;

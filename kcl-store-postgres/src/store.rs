@@ -31,7 +31,14 @@ const RACE_RETRIES: usize = 5;
 /// statement, so its compare and its write are atomic in the server.
 #[derive(Clone)]
 pub struct PostgresStore {
+    /// The application's pool: yours (with [`PostgresStoreBuilder::pool`])
+    /// or the one built from the URL, for your own queries and the
+    /// transactions you pass to `checkpoint_in_transaction`.
     pub(crate) pool: PgPool,
+    /// The store's own small pool, for every lease, heartbeat and
+    /// checkpoint statement: user transactions on `pool` can never starve
+    /// a renew of a connection.
+    pub(crate) lease_pool: PgPool,
     pub(crate) application: ApplicationName,
     pub(crate) tables: Arc<Tables>,
     pub(crate) sql: Arc<Statements>,
@@ -67,18 +74,29 @@ impl PostgresStore {
         PostgresStoreBuilder::default()
     }
 
-    pub(crate) fn new(pool: PgPool, application: ApplicationName, tables: Tables) -> Self {
+    pub(crate) fn new(
+        pool: PgPool,
+        lease_pool: PgPool,
+        application: ApplicationName,
+        tables: Tables,
+    ) -> Self {
         PostgresStore {
             pool,
+            lease_pool,
             application,
             sql: Arc::new(Statements::new(&tables)),
             tables: Arc::new(tables),
         }
     }
 
-    /// The pool the store uses, to run your own queries on the same
-    /// connections (for example the transaction you pass to
-    /// [`checkpoint_in_transaction`](Self::checkpoint_in_transaction)).
+    /// The application's pool, to run your own queries on (for example the
+    /// transaction you pass to
+    /// [`checkpoint_in_transaction`](Self::checkpoint_in_transaction)): the
+    /// one you passed to [`PostgresStoreBuilder::pool`], or the one built
+    /// from the URL or connect options. The store's own statements run on
+    /// a separate small pool (see
+    /// [`PostgresStoreBuilder::lease_connections`]), so transactions here
+    /// cannot starve its renews.
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
@@ -106,7 +124,7 @@ impl PostgresStore {
     /// start at once (they queue on an advisory lock). Returns the
     /// migration versions this call applied.
     pub async fn migrate(&self) -> Result<Vec<i32>> {
-        crate::migrate::run(&self.pool, &self.tables).await
+        crate::migrate::run(&self.lease_pool, &self.tables).await
     }
 
     fn with_key<'q>(&self, sql: &'q str, shard_id: &ShardId) -> Query<'q, Postgres, PgArguments> {
@@ -136,7 +154,10 @@ impl PostgresStore {
                 .with_key(sql, &held.shard_id)
                 .bind(owner.as_str().to_owned())
                 .bind(generation);
-            let row = bind(query).fetch_one(&self.pool).await.map_err(map_sqlx)?;
+            let row = bind(query)
+                .fetch_one(&self.lease_pool)
+                .await
+                .map_err(map_sqlx)?;
             match fenced_outcome(&row)? {
                 Outcome::Written => return Ok(row),
                 Outcome::Missing => return Err(Error::lease_not_found(&held.shard_id)),
@@ -239,13 +260,16 @@ impl LeaseStore for PostgresStore {
                     .map(|at| signed(Lease::millis_since_epoch(at), "pinned start"))
                     .transpose()?,
             );
-        let created = query.fetch_optional(&self.pool).await.map_err(map_sqlx)?;
+        let created = query
+            .fetch_optional(&self.lease_pool)
+            .await
+            .map_err(map_sqlx)?;
         Ok(created.is_some())
     }
 
     async fn get_lease(&self, shard_id: &ShardId) -> Result<Option<Lease>> {
         self.with_key(&self.sql.get_lease, shard_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.lease_pool)
             .await
             .map_err(map_sqlx)?
             .as_ref()
@@ -261,7 +285,7 @@ impl LeaseStore for PostgresStore {
                 .bind(self.application.as_str().to_owned())
                 .bind(&after)
                 .bind(LIST_PAGE)
-                .fetch_all(&self.pool)
+                .fetch_all(&self.lease_pool)
                 .await
                 .map_err(map_sqlx)?;
             let full = rows.len() as i64 == LIST_PAGE;
@@ -284,7 +308,7 @@ impl LeaseStore for PostgresStore {
             // A lease never taken (new or re-created) starts a random epoch,
             // so its fence never repeats an earlier life's.
             .bind(signed(Lease::random_generation_epoch(), "generation")?)
-            .fetch_one(&self.pool)
+            .fetch_one(&self.lease_pool)
             .await
             .map_err(map_sqlx)?;
         if row
@@ -432,7 +456,7 @@ impl LeaseStore for PostgresStore {
 
     async fn delete_lease(&self, shard_id: &ShardId) -> Result<()> {
         self.with_key(&self.sql.delete_lease, shard_id)
-            .execute(&self.pool)
+            .execute(&self.lease_pool)
             .await
             .map_err(map_sqlx)?;
         Ok(())
@@ -449,7 +473,7 @@ impl LeaseStore for PostgresStore {
             .bind(position.rank)
             .bind(position.seq)
             .bind(position.sub)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.lease_pool)
             .await
             .map_err(map_sqlx)?;
         match updated {
@@ -465,7 +489,7 @@ impl LeaseStore for PostgresStore {
         sqlx::query(&self.sql.heartbeat)
             .bind(self.application.as_str().to_owned())
             .bind(worker.as_str().to_owned())
-            .execute(&self.pool)
+            .execute(&self.lease_pool)
             .await
             .map_err(map_sqlx)?;
         Ok(())
@@ -474,7 +498,7 @@ impl LeaseStore for PostgresStore {
     async fn list_workers(&self) -> Result<Vec<WorkerHeartbeat>> {
         let rows: Vec<(String, i64)> = sqlx::query_as(&self.sql.list_workers)
             .bind(self.application.as_str().to_owned())
-            .fetch_all(&self.pool)
+            .fetch_all(&self.lease_pool)
             .await
             .map_err(map_sqlx)?;
         rows.into_iter()
@@ -492,7 +516,7 @@ impl LeaseStore for PostgresStore {
         sqlx::query(&self.sql.remove_worker)
             .bind(self.application.as_str().to_owned())
             .bind(worker.as_str().to_owned())
-            .execute(&self.pool)
+            .execute(&self.lease_pool)
             .await
             .map_err(map_sqlx)?;
         Ok(())
@@ -505,7 +529,7 @@ impl CheckpointStore for PostgresStore {
         let row: Option<(i16, String, i64)> = sqlx::query_as(&self.sql.get_checkpoint)
             .bind(self.application.as_str().to_owned())
             .bind(shard_id.as_str().to_owned())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.lease_pool)
             .await
             .map_err(map_sqlx)?;
         row.map(|(rank, seq, sub)| Position::decode(rank, &seq, sub))
@@ -519,7 +543,7 @@ impl CheckpointStore for PostgresStore {
     ) -> Result<()> {
         let position = Position::encode(checkpoint)?;
         let written = bind_position(self.with_key(&self.sql.set_checkpoint, shard_id), &position)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.lease_pool)
             .await
             .map_err(map_sqlx)?;
         if written.is_some() {

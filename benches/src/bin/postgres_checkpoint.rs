@@ -60,6 +60,9 @@ async fn main() {
         .schema(schema.clone())
         .application(app.as_str())
         .max_connections(POOL)
+        // The store runs its statements on its own pool: give it as many
+        // connections as the raw side's pool, so both sides compare alike.
+        .lease_connections(POOL)
         .build()
         .await
         .expect("connect PostgresStore");
