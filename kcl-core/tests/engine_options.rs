@@ -56,3 +56,55 @@ async fn a_capped_worker_never_holds_more_than_its_cap() {
     cancel.cancel();
     capped.await.unwrap().unwrap();
 }
+
+/// Empty calls a worker made in 5 s on an idle shard, then the records
+/// it delivered once 3 were put.
+async fn empty_calls(deliver_empty: bool) -> (usize, usize) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let stream = FakeStream::new(1);
+    let empty = Arc::new(AtomicUsize::new(0));
+    let records = Arc::new(AtomicUsize::new(0));
+    let worker = Worker::builder()
+        .worker_id("w")
+        .lease_store(store())
+        .source(Arc::new(stream.clone()))
+        .lease_duration(LEASE)
+        .deliver_empty_batches(deliver_empty)
+        .process_with({
+            let (empty, records) = (empty.clone(), records.clone());
+            move |batch| {
+                let (empty, records) = (empty.clone(), records.clone());
+                async move {
+                    match batch.records().len() {
+                        0 => empty.fetch_add(1, Ordering::SeqCst),
+                        n => records.fetch_add(n, Ordering::SeqCst),
+                    };
+                    Ok(())
+                }
+            }
+        })
+        .build()
+        .unwrap();
+    let cancel = CancellationToken::new();
+    let run = tokio::spawn(worker.run(cancel.clone()));
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    let idle = empty.load(Ordering::SeqCst);
+    fill(&stream, 0, 3);
+    wait_until("3 records", LEASE, || records.load(Ordering::SeqCst) >= 3).await;
+    cancel.cancel();
+    run.await.unwrap().unwrap();
+    (idle, records.load(Ordering::SeqCst))
+}
+
+/// `deliver_empty_batches` (Java's `callProcessRecordsEvenForEmptyRecordList`):
+/// an idle shard's reads reach the processor as empty batches; by
+/// default they do not.
+#[tokio::test(start_paused = true)]
+async fn empty_reads_reach_the_processor_only_when_asked() {
+    let (idle, delivered) = empty_calls(true).await;
+    assert!(idle >= 3, "{idle} empty calls in 5 idle seconds");
+    assert_eq!(delivered, 3);
+    let (idle, delivered) = empty_calls(false).await;
+    assert_eq!(idle, 0, "empty calls without the option");
+    assert_eq!(delivered, 3);
+}

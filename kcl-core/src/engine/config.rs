@@ -105,6 +105,11 @@ pub struct WorkerConfig {
     /// record (a re-open may repeat up to this much from before the first
     /// open). Default 5 s.
     pub pin_clock_margin: Duration,
+    /// Call `process_records` with an empty batch when a read returns no
+    /// records (Java's `callProcessRecordsEvenForEmptyRecordList`), about
+    /// once per idle read; a processor can then act on time passing
+    /// (flush, checkpoint). Default false: empty reads are dropped.
+    pub deliver_empty_batches: bool,
 }
 
 impl WorkerConfig {
@@ -132,6 +137,7 @@ impl WorkerConfig {
             ignore_shard_ordering: false,
             max_leases_per_worker: usize::MAX,
             pin_clock_margin: Duration::from_secs(5),
+            deliver_empty_batches: false,
         }
     }
 
@@ -415,6 +421,8 @@ impl<F> WorkerBuilder<F> {
         max_leases_per_worker: usize);
     setter!(/// Clock margin of a pinned LATEST start (default 5 s).
         pin_clock_margin: Duration);
+    setter!(/// Call `process_records` on empty reads too (default false).
+        deliver_empty_batches: bool);
 }
 
 impl<F: ProcessorFactory> WorkerBuilder<F> {

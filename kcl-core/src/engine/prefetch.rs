@@ -46,6 +46,9 @@ pub(crate) struct PrefetchSpec {
     pub(crate) max_bytes: usize,
     /// Most records in one batch handed to the processor.
     pub(crate) batch_records: usize,
+    /// Pass reads that returned no records on as empty batches (Java's
+    /// `callProcessRecordsEvenForEmptyRecordList`) instead of dropping them.
+    pub(crate) deliver_empty: bool,
     pub(crate) retry_min_delay: Duration,
     pub(crate) retry_max_delay: Duration,
 }
@@ -148,7 +151,7 @@ async fn run(mut spec: PrefetchSpec, tx: mpsc::Sender<Prefetched>) {
                     spec.skip_through = None;
                 }
             }
-            if out.is_empty() && batch.shard_end.is_none() {
+            if out.is_empty() && batch.shard_end.is_none() && !spec.deliver_empty {
                 continue;
             }
             let mut end = batch.shard_end;

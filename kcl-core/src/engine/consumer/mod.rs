@@ -359,6 +359,7 @@ impl<F: ProcessorFactory> Consumer<F> {
             max_records: self.ctx.config.prefetch_max_records,
             max_bytes: self.ctx.config.prefetch_max_bytes,
             batch_records: self.ctx.config.max_records,
+            deliver_empty: self.ctx.config.deliver_empty_batches,
             retry_min_delay: self.ctx.config.retry_min_delay,
             retry_max_delay: self.ctx.config.retry_max_delay,
         });
@@ -396,10 +397,14 @@ impl<F: ProcessorFactory> Consumer<F> {
             }
             // The prefetch task already cut the batch to `max_records`:
             // moved into the input, never copied.
-            if !batch.records.is_empty() {
+            // An empty read reaches the processor only when configured
+            // (and never at the shard's end, where `shard_ended` follows).
+            let empty_call = self.ctx.config.deliver_empty_batches && batch.shard_end.is_none();
+            if !batch.records.is_empty() || empty_call {
                 let chunk = Arc::new(batch.records);
-                let last = chunk[chunk.len() - 1].extended_sequence_number();
-                cp.on_delivered(last);
+                if let Some(last) = chunk.last() {
+                    cp.on_delivered(last.extended_sequence_number());
+                }
                 let input = ProcessRecordsInput {
                     shard_id: self.shard().clone(),
                     records: chunk,
