@@ -136,11 +136,15 @@ pub async fn run(
         .max_records(props.max_records)
         .shutdown_grace(props.shutdown_grace)
         .initial_position(props.initial_position)
+        .deliver_empty_batches(props.call_process_records_even_for_empty_record_list)
         .error_policy(if options.java_compatible_exit {
             ProcessorErrorPolicy::Stop
         } else {
             ProcessorErrorPolicy::Retry
         });
+    if let Some(cap) = props.max_leases_for_worker {
+        builder = builder.max_leases_per_worker(cap);
+    }
     if let Some(poll) = props.parent_shard_poll_interval {
         builder = builder.parent_poll_interval(poll);
     }

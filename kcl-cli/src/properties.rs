@@ -26,10 +26,10 @@
 //! | `shardSyncIntervalMillis` | 60000 | 60000 |
 //! | `maxRecords` | 10000 | 10000 |
 //! | `idleTimeBetweenReadsInMillis` | 1500, at least 200 | 1500, min 200 |
-//! | `callProcessRecordsEvenForEmptyRecordList` | false; `true` is warned about and not honoured (the engine never delivers empty batches) | false |
+//! | `callProcessRecordsEvenForEmptyRecordList` | false; `true` sends `processRecords` with no records for reads that returned none | false |
 //! | `parentShardPollIntervalMillis` | 500 (the engine's) | 10000 |
 //! | `cleanupLeasesUponShardCompletion` | true (accepted; ended shards' leases stay until the store's cleanup) | true |
-//! | `maxLeasesForWorker` | accepted, warned: not enforced | unlimited |
+//! | `maxLeasesForWorker` | unlimited; a positive number caps the leases this worker takes (balancing included) | unlimited |
 //! | `retrievalMode` | `FANOUT` unless a polling key is set, as Java (see [`Retrieval`]) | same |
 //! | `fanoutConfig.consumerName` | `applicationName` | `applicationName` |
 //! | `fanoutConfig.consumerArn` | none (register or reuse the named consumer) | same |
@@ -192,6 +192,12 @@ pub struct MultiLangProperties {
     /// `cleanupLeasesUponShardCompletion` (read as written, even `false`
     /// over the `true` default; the engine keeps ended shards' leases).
     pub cleanup_leases_upon_shard_completion: bool,
+    /// `callProcessRecordsEvenForEmptyRecordList`: reads that returned no
+    /// records reach the child as `processRecords` with no records.
+    pub call_process_records_even_for_empty_record_list: bool,
+    /// `maxLeasesForWorker`: the most leases this worker holds (`None`:
+    /// no cap, Java's `Integer.MAX_VALUE`).
+    pub max_leases_for_worker: Option<usize>,
 }
 
 impl std::fmt::Debug for MultiLangProperties {
@@ -232,6 +238,11 @@ impl std::fmt::Debug for MultiLangProperties {
                 "cleanup_leases_upon_shard_completion",
                 &self.cleanup_leases_upon_shard_completion,
             )
+            .field(
+                "call_process_records_even_for_empty_record_list",
+                &self.call_process_records_even_for_empty_record_list,
+            )
+            .field("max_leases_for_worker", &self.max_leases_for_worker)
             .finish()
     }
 }
@@ -277,15 +288,21 @@ impl MultiLangProperties {
                 Some(v) => Err(err(format!("{k} = {v:?} is neither true nor false"))),
             }
         };
-        if boolean("callProcessRecordsEvenForEmptyRecordList", false)? {
-            tracing::warn!(
-                "callProcessRecordsEvenForEmptyRecordList=true is not honoured: the engine never delivers empty batches"
-            );
-        }
+        let empty_batches = boolean("callProcessRecordsEvenForEmptyRecordList", false)?;
         let cleanup = boolean("cleanupLeasesUponShardCompletion", true)?;
-        if get("maxLeasesForWorker").is_some() {
-            tracing::warn!("maxLeasesForWorker is not enforced by kcl multilang");
-        }
+        let max_leases = match get("maxLeasesForWorker") {
+            None => None,
+            Some(v) => match v.parse::<u64>() {
+                // Java's "no cap" is Integer.MAX_VALUE; anything larger is
+                // no cap too.
+                Ok(n) if n >= 1 => Some(usize::try_from(n).unwrap_or(usize::MAX)),
+                _ => {
+                    return Err(err(format!(
+                        "maxLeasesForWorker = {v:?} must be a positive number"
+                    )));
+                }
+            },
+        };
         let fan_out = || Retrieval::FanOut {
             consumer_name: get("fanoutConfig.consumerName").map(String::from),
             consumer_arn: get("fanoutConfig.consumerArn").map(String::from),
@@ -356,6 +373,8 @@ impl MultiLangProperties {
             child_exit_wait: millis("childExitWaitMillis", 10_000)?,
             lease_store_url: get("leaseStoreUrl").map(String::from),
             cleanup_leases_upon_shard_completion: cleanup,
+            call_process_records_even_for_empty_record_list: empty_batches,
+            max_leases_for_worker: max_leases,
         })
     }
 }

@@ -42,6 +42,26 @@ fn kclpy_sample_properties() {
     assert_eq!(p.lease_store_url, None);
 }
 
+/// The two engine options Java's daemon passes through: honoured, not
+/// warned about and dropped.
+#[test]
+fn empty_batches_and_the_lease_cap_are_read() {
+    let base = "executableName = a\napplicationName = app\nstreamName = s\n";
+    let p = MultiLangProperties::parse(base).unwrap();
+    assert!(!p.call_process_records_even_for_empty_record_list);
+    assert_eq!(p.max_leases_for_worker, None);
+    let p = MultiLangProperties::parse(&format!(
+        "{base}callProcessRecordsEvenForEmptyRecordList = true\nmaxLeasesForWorker = 7\n"
+    ))
+    .unwrap();
+    assert!(p.call_process_records_even_for_empty_record_list);
+    assert_eq!(p.max_leases_for_worker, Some(7));
+    // Java's "no cap" spelled out.
+    let p =
+        MultiLangProperties::parse(&format!("{base}maxLeasesForWorker = 2147483647\n")).unwrap();
+    assert_eq!(p.max_leases_for_worker, Some(2_147_483_647));
+}
+
 #[test]
 fn values_and_quirks() {
     let p = MultiLangProperties::parse(
@@ -152,6 +172,8 @@ fn start_errors_name_the_key() {
             "initialPositionInStreamExtended",
         ),
         ("timeoutInSeconds = 0\n", "timeoutInSeconds"),
+        ("maxLeasesForWorker = 0\n", "maxLeasesForWorker"),
+        ("maxLeasesForWorker = many\n", "maxLeasesForWorker"),
     ] {
         let e = MultiLangProperties::parse(&format!("{base}{extra}")).unwrap_err();
         assert!(e.to_string().contains(needle), "{extra}: {e}");
