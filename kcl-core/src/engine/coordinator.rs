@@ -474,6 +474,7 @@ impl<F: ProcessorFactory> Coordinator<F> {
             self.held.remove(&shard_id);
         }
         self.count_held();
+        metric::shard_released(&shard_id);
         match outcome {
             Some(Outcome::LeaseLost) => {
                 metrics::counter!(metric::LEASES_LOST, "worker" => self.me.to_string())

@@ -281,6 +281,7 @@ impl<F: ProcessorFactory> SingleConsumer<F> {
                     match joined {
                         Ok((shard_id, outcome)) => {
                             running.remove(&shard_id);
+                            super::metric::shard_released(&shard_id);
                             match outcome {
                                 Outcome::Stopped(e) => {
                                     fatal = Some(e);

@@ -7,9 +7,11 @@
 //! [`PollingReader`] per shard. Readers pace themselves within Kinesis'
 //! 5 calls/s per shard, back off with jitter on throttling and transient
 //! failures, re-seek after an expired iterator, and report the shard's end
-//! with its children. Each reader records the `kcl_get_records_seconds`
-//! histogram and the `kcl_millis_behind_latest` gauge (label `shard_id`)
-//! through the `metrics` facade.
+//! with its children. Each reader records the `kcl_kinesis_get_records_seconds`
+//! histogram (the `GetRecords` call alone, label `shard`) through the
+//! `metrics` facade; the engine records `kcl_get_records_seconds` (a read
+//! as the prefetch sees it, waits included) and the
+//! `kcl_millis_behind_latest` gauge.
 //!
 //! The endpoint is whatever the client says: aws-config's chain honours
 //! `AWS_ENDPOINT_URL`, and the builder's

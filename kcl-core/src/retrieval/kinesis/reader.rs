@@ -105,7 +105,7 @@ impl PollingReader {
                         .send()
                 })
                 .await;
-            metrics::histogram!("kcl_get_records_seconds", "shard_id" => self.shard_id.to_string())
+            metrics::histogram!("kcl_kinesis_get_records_seconds", "shard" => self.shard_id.to_string())
                 .record(started.elapsed().as_secs_f64());
             match result {
                 Ok(out) => return Ok(out),
@@ -154,11 +154,9 @@ impl ShardReader for PollingReader {
         if let Some(last) = records.last() {
             self.last_delivered = Some(last.sequence_number.clone());
         }
+        // Reported as a gauge by the engine's prefetch (label `shard`), the
+        // one place it is recorded.
         let millis_behind_latest = out.millis_behind_latest().map(|m| m.max(0) as u64);
-        if let Some(m) = millis_behind_latest {
-            metrics::gauge!("kcl_millis_behind_latest", "shard_id" => self.shard_id.to_string())
-                .set(m as f64);
-        }
 
         let settings = &self.source.settings;
         let backlog = !records.is_empty() || millis_behind_latest.unwrap_or(0) > 0;

@@ -177,7 +177,7 @@ impl FanOutReader {
             );
             match tokio::time::timeout(settings.subscribe_timeout, request).await {
                 Ok(Ok(out)) => {
-                    metrics::counter!(metric::SUBSCRIPTIONS, "shard_id" => self.shard_id.to_string())
+                    metrics::counter!(metric::SUBSCRIPTIONS, "shard" => self.shard_id.to_string())
                         .increment(1);
                     tracing::debug!(shard_id = %self.shard_id, ?from, "subscribed");
                     self.events = Some(out.event_stream);
@@ -198,7 +198,7 @@ impl FanOutReader {
                         timeout = ?settings.subscribe_timeout,
                         "SubscribeToShard did not answer in time; retrying"
                     );
-                    metrics::counter!(metric::STALLS, "shard_id" => self.shard_id.to_string(), "phase" => "subscribe")
+                    metrics::counter!(metric::STALLS, "shard" => self.shard_id.to_string(), "phase" => "subscribe")
                         .increment(1);
                     let timeout = settings.subscribe_timeout;
                     self.failed(|| Error::Unavailable {
@@ -217,7 +217,7 @@ impl FanOutReader {
     /// Drop the subscription and note why; the next loop resubscribes.
     fn renew(&mut self, why: Renewal) {
         self.events = None;
-        metrics::counter!(metric::RESUBSCRIPTIONS, "shard_id" => self.shard_id.to_string(), "reason" => why.as_str())
+        metrics::counter!(metric::RESUBSCRIPTIONS, "shard" => self.shard_id.to_string(), "reason" => why.as_str())
             .increment(1);
     }
 
@@ -382,7 +382,7 @@ impl ShardReader for FanOutReader {
                         continuation = ?self.continuation,
                         "no event on the subscription within the watchdog bound; resubscribing"
                     );
-                    metrics::counter!(metric::STALLS, "shard_id" => self.shard_id.to_string(), "phase" => "stream")
+                    metrics::counter!(metric::STALLS, "shard" => self.shard_id.to_string(), "phase" => "stream")
                         .increment(1);
                     self.renew(Renewal::Stalled);
                     let shard_id = self.shard_id.clone();
