@@ -33,6 +33,8 @@ enum Flaw {
     /// whole lease back unconditionally (after a yield, where a concurrent
     /// take slips in).
     ReadThenWrite,
+    /// The same mistake in release only (every other write is atomic).
+    ReleaseReadThenWrite,
     /// Compares lease checkpoints as doubles.
     FloatLeaseCheckpoints,
 }
@@ -165,6 +167,18 @@ impl LeaseStore for Broken {
         self.inner.renew_lease(&self.as_held(held).await?).await
     }
     async fn release_lease(&self, held: &Lease, to: Option<&WorkerId>) -> Result<()> {
+        if matches!(self.flaw, Flaw::ReadThenWrite | Flaw::ReleaseReadThenWrite) {
+            let to = to.cloned();
+            return self
+                .read_then_write(held, |l| {
+                    l.owner = to;
+                    l.counter += 1;
+                    l.generation += 1;
+                    l.handoff_to = None;
+                })
+                .await
+                .map(drop);
+        }
         let held = self.as_held(held).await?;
         self.keeping_handoff(&held.shard_id, self.inner.release_lease(&held, to))
             .await
@@ -402,6 +416,26 @@ async fn ordering_judged_before_fencing_is_caught() {
 async fn a_read_then_unconditional_write_is_caught() {
     must_catch("reads, checks, then writes unconditionally", async {
         conformance::fenced_writes_never_undo_a_take(&Broken::new(Flaw::ReadThenWrite)).await
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_read_then_unconditional_write_racing_fenced_writes_is_caught() {
+    must_catch(
+        "reads, checks, then writes unconditionally (two writes of one holder)",
+        async {
+            conformance::fenced_writes_race_each_other(&Broken::new(Flaw::ReadThenWrite)).await
+        },
+    )
+    .await;
+}
+
+/// The take race catches a read-then-write release alone too.
+#[tokio::test]
+async fn a_read_then_unconditional_write_release_is_caught() {
+    must_catch("releases by reading, checking, then writing", async {
+        conformance::fenced_writes_never_undo_a_take(&Broken::new(Flaw::ReleaseReadThenWrite)).await
     })
     .await;
 }

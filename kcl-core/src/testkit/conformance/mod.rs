@@ -105,6 +105,7 @@ pub async fn run_lease_store_suite(factory: &dyn StoreFactory) {
     check!(retake_by_the_same_owner_is_not_a_switch);
     check!(lease_checkpoints_compare_every_digit);
     check!(fenced_writes_never_undo_a_take);
+    check!(fenced_writes_race_each_other);
     check!(pinned_start_round_trips_and_is_fenced);
     check!(withdraw_handoff_clears_only_our_request);
     eprintln!("conformance: namespaces_are_isolated");
@@ -172,6 +173,7 @@ macro_rules! store_conformance_tests {
                 retake_by_the_same_owner_is_not_a_switch,
                 lease_checkpoints_compare_every_digit,
                 fenced_writes_never_undo_a_take,
+                fenced_writes_race_each_other,
                 pinned_start_round_trips_and_is_fenced,
                 withdraw_handoff_clears_only_our_request;
             checkpoint:

@@ -232,18 +232,20 @@ pub async fn checkpoint_store_compares_every_digit(store: &dyn CheckpointStore) 
     );
 }
 
-/// Fenced writes of the holder raced against a take from a snapshot,
-/// round after round: whatever the interleaving, a take that succeeded is
-/// never undone (the stored owner is the taker), and a holder's write
-/// that succeeded came before it. A store that reads, checks and then
-/// writes unconditionally fails this.
+/// Fenced writes of the holder (renew, checkpoint, prepare, child ids,
+/// release) raced against a take from a snapshot, round after round:
+/// whatever the interleaving, a take that succeeded is never undone (the
+/// stored owner is the taker), and a holder's write that succeeded came
+/// before it. A store that reads, checks and then writes unconditionally
+/// fails this.
 pub async fn fenced_writes_never_undo_a_take(store: &dyn LeaseStore) {
-    for round in 0..20 {
+    for round in 0..25 {
         let i = 600 + round;
         let held = fresh(store, i, "w-a").await;
         let snapshot = stored(store, i).await;
+        let releases = round % 5 == 4;
         let holder_write = async {
-            match round % 4 {
+            match round % 5 {
                 0 => store.renew_lease(&held).await.map(drop),
                 1 => store.update_checkpoint(&held, &seq("7", 0)).await,
                 2 => {
@@ -257,7 +259,8 @@ pub async fn fenced_writes_never_undo_a_take(store: &dyn LeaseStore) {
                         )
                         .await
                 }
-                _ => store.update_child_shard_ids(&held, &[shard(9999)]).await,
+                3 => store.update_child_shard_ids(&held, &[shard(9999)]).await,
+                _ => store.release_lease(&held, None).await,
             }
         };
         let taker = worker("w-b");
@@ -274,7 +277,14 @@ pub async fn fenced_writes_never_undo_a_take(store: &dyn LeaseStore) {
                 assert_eq!(after.generation, taken.generation, "round {round}");
             }
             Err(Error::Conflict { .. }) => {
-                assert_eq!(after.owner, Some(worker("w-a")), "round {round}");
+                // The holder's release went first (and changed the
+                // snapshot), or the holder still holds it.
+                let owner = if releases && write.is_ok() {
+                    None
+                } else {
+                    Some(worker("w-a"))
+                };
+                assert_eq!(after.owner, owner, "round {round} ({write:?})");
             }
             Err(other) => panic!("round {round}: take failed with {other:?}"),
         }
@@ -289,6 +299,117 @@ pub async fn fenced_writes_never_undo_a_take(store: &dyn LeaseStore) {
                 store.renew_lease(&held).await,
                 "renew after the lease was taken",
             );
+        }
+    }
+}
+
+/// A fenced write of the holder, for [`fenced_writes_race_each_other`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HolderWrite {
+    Renew,
+    Checkpoint,
+    Prepare,
+    Release,
+}
+
+impl HolderWrite {
+    /// Run it; a renew returns the renewed lease.
+    async fn run(self, store: &dyn LeaseStore, held: &Lease) -> Result<Option<Lease>, Error> {
+        match self {
+            HolderWrite::Renew => store.renew_lease(held).await.map(Some),
+            HolderWrite::Checkpoint => store
+                .update_checkpoint(held, &seq("7", 0))
+                .await
+                .map(|()| None),
+            HolderWrite::Prepare => store
+                .prepare_checkpoint(
+                    held,
+                    &PendingCheckpoint {
+                        sequence: seq("8", 0),
+                        state: None,
+                    },
+                )
+                .await
+                .map(|()| None),
+            HolderWrite::Release => store.release_lease(held, None).await.map(|()| None),
+        }
+    }
+}
+
+/// Two fenced writes of the same holder (renew, checkpoint, prepare,
+/// release, every pair, each in both orders) raced against each other:
+/// neither undoes the other. Without a release both succeed and both
+/// effects are stored (the counter at least the renewed one, the
+/// checkpoint, the pending checkpoint unless the checkpoint cleared it
+/// after); a release that succeeded leaves the lease unowned (no write
+/// resurrects the owner), and the other write either came before it or is
+/// `Conflict`. A store that reads the lease, checks the fence, and writes
+/// the whole lease back fails this by losing one of the two writes.
+pub async fn fenced_writes_race_each_other(store: &dyn LeaseStore) {
+    use HolderWrite::*;
+    let pairs = [
+        (Renew, Checkpoint),
+        (Renew, Prepare),
+        (Checkpoint, Prepare),
+        (Renew, Release),
+        (Checkpoint, Release),
+        (Prepare, Release),
+    ];
+    let mut i = 700;
+    for (a, b) in pairs {
+        for (first, second) in [(a, b), (b, a)] {
+            for _ in 0..2 {
+                i += 1;
+                let held = fresh(store, i, "w-a").await;
+                let (r1, r2) = join(first.run(store, &held), second.run(store, &held)).await;
+                let after = stored(store, i).await;
+                let what = format!("{first:?} racing {second:?} (lease {i})");
+                let releasing = first == Release || second == Release;
+                let results = [(first, &r1), (second, &r2)];
+                for (write, result) in results {
+                    match result {
+                        Ok(_) => {}
+                        Err(Error::Conflict { .. }) if releasing && write != Release => {}
+                        Err(e) => panic!("{what}: {write:?} failed with {e:?}"),
+                    }
+                }
+                let succeeded = |w: HolderWrite| results.iter().any(|(x, r)| *x == w && r.is_ok());
+                if succeeded(Release) {
+                    assert_eq!(after.owner, None, "{what}: a write undid the release");
+                } else {
+                    assert_eq!(after.owner, held.owner, "{what}");
+                    assert_eq!(after.generation, held.generation, "{what}");
+                }
+                if succeeded(Checkpoint) {
+                    assert_eq!(
+                        after.checkpoint,
+                        seq("7", 0),
+                        "{what}: the checkpoint was lost"
+                    );
+                }
+                if succeeded(Prepare) && !releasing {
+                    let pending = after.pending_checkpoint.as_ref().map(|p| &p.sequence);
+                    if succeeded(Checkpoint) {
+                        // Cleared only by a checkpoint that came after it.
+                        assert!(
+                            pending.is_none() || pending == Some(&seq("8", 0)),
+                            "{what}: pending {pending:?}"
+                        );
+                    } else {
+                        assert_eq!(pending, Some(&seq("8", 0)), "{what}: the prepare was lost");
+                    }
+                }
+                for (write, result) in results {
+                    if let (Renew, Ok(Some(renewed))) = (write, result) {
+                        assert!(
+                            after.counter >= renewed.counter,
+                            "{what}: the counter went back from {} to {}",
+                            renewed.counter,
+                            after.counter
+                        );
+                    }
+                }
+            }
         }
     }
 }
