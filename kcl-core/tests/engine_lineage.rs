@@ -344,3 +344,35 @@ async fn a_parent_deleted_during_a_shard_sync_is_not_re_created() {
     cancel.cancel();
     run.await.unwrap().unwrap();
 }
+
+/// Path 13: a finished lease whose children were never recorded in it (a
+/// lease another KCL wrote, a vanished shard) is deleted once the leases
+/// naming it as their parent cover its hash keys and have checkpointed.
+#[tokio::test(start_paused = true)]
+async fn a_finished_lease_without_recorded_children_is_cleaned_up() {
+    let stream = FakeStream::new(1);
+    fill(&stream, 0, 10);
+    let parent = stream.shards().remove(0);
+    stream.split_shard(&parent.shard_id, u128::MAX / 2).unwrap();
+    fill(&stream, 10, 20);
+    let store = store();
+    let finished = Lease::new(parent.shard_id.clone(), ExtendedSequenceNumber::ShardEnd)
+        .with_hash_key_range(parent.hash_key_range);
+    assert!(store.create_lease_if_absent(&finished).await.unwrap());
+    let recorder = Recorder::new();
+    let w = spawn_worker("w", store.clone(), &stream, &recorder);
+    wait_until("the children's 20 records", Duration::from_secs(30), || {
+        recorder.count() >= 20
+    })
+    .await;
+    let start = tokio::time::Instant::now();
+    while store.get_lease(&parent.shard_id).await.unwrap().is_some() {
+        assert!(
+            start.elapsed() < LEASE * 3,
+            "the finished parent is still there"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(store.list_leases().await.unwrap().len(), 2);
+    w.stop().await;
+}

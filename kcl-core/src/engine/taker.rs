@@ -40,7 +40,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::ids::{ShardId, WorkerId};
+use crate::ids::{HashKeyRange, ShardId, WorkerId};
 use crate::lease::{Lease, WorkerHeartbeat};
 use crate::sequence::ExtendedSequenceNumber;
 
@@ -451,25 +451,62 @@ fn balance(
 /// something, so the parent will never be needed again: shard sync will
 /// not re-create it (a leased descendant), and no child waits on it. Java
 /// waits minutes for the same reason.
+///
+/// A finished lease whose children were never recorded (a Java-written
+/// lease, a vanished shard, a failed `update_child_shard_ids`) takes its
+/// children from the leases that name it as a parent, but only once they
+/// cover its whole hash key range (so no child whose lease is still to be
+/// created is missed); without a known range it is kept.
 fn finished_and_unneeded(leases: &[Lease]) -> Vec<ShardId> {
     let by_id: HashMap<&ShardId, &Lease> = leases.iter().map(|l| (&l.shard_id, l)).collect();
+    let checkpointed = |child: &Lease| {
+        matches!(
+            child.checkpoint,
+            ExtendedSequenceNumber::Sequence { .. } | ExtendedSequenceNumber::ShardEnd
+        )
+    };
     let mut out: Vec<ShardId> = leases
         .iter()
-        .filter(|l| l.is_finished() && !l.child_shard_ids.is_empty())
+        .filter(|l| l.is_finished())
         .filter(|l| {
-            l.child_shard_ids.iter().all(|c| {
-                by_id.get(c).is_some_and(|child| {
-                    matches!(
-                        child.checkpoint,
-                        ExtendedSequenceNumber::Sequence { .. } | ExtendedSequenceNumber::ShardEnd
-                    )
+            if !l.child_shard_ids.is_empty() {
+                return l
+                    .child_shard_ids
+                    .iter()
+                    .all(|c| by_id.get(c).is_some_and(|child| checkpointed(child)));
+            }
+            let children: Vec<&Lease> = leases
+                .iter()
+                .filter(|c| c.parent_shard_ids.contains(&l.shard_id))
+                .collect();
+            !children.is_empty()
+                && children.iter().all(|c| checkpointed(c))
+                && l.hash_key_range.is_some_and(|range| {
+                    covers(range, children.iter().filter_map(|c| c.hash_key_range))
                 })
-            })
         })
         .map(|l| l.shard_id.clone())
         .collect();
     out.sort();
     out
+}
+
+/// Whether `parts` together cover every hash key of `whole`.
+fn covers(whole: HashKeyRange, parts: impl Iterator<Item = HashKeyRange>) -> bool {
+    let mut parts: Vec<HashKeyRange> = parts.collect();
+    parts.sort_by_key(|r| r.starting_hash_key);
+    // The lowest key not yet covered (None once past u128::MAX).
+    let mut next = Some(whole.starting_hash_key);
+    for part in parts {
+        let Some(from) = next else { break };
+        if part.starting_hash_key > from {
+            break;
+        }
+        if part.ending_hash_key >= from {
+            next = part.ending_hash_key.checked_add(1);
+        }
+    }
+    next.is_none_or(|from| from > whole.ending_hash_key)
 }
 
 #[cfg(test)]

@@ -301,6 +301,46 @@ fn finished_parents_are_deleted_only_once_every_child_checkpointed() {
 }
 
 #[test]
+fn a_finished_lease_without_recorded_children_is_deleted_once_its_children_cover_it() {
+    let range = |a: u128, b: u128| HashKeyRange::new(a, b).unwrap();
+    let mut parent = lease(0, None).with_hash_key_range(range(0, 99));
+    parent.checkpoint = ExtendedSequenceNumber::ShardEnd;
+    let child = |n: usize, from: u128, to: u128| {
+        let mut c = lease(n, Some("a"))
+            .with_parents([sid(0)])
+            .with_hash_key_range(range(from, to));
+        c.checkpoint = ExtendedSequenceNumber::at(5u128.into(), 0);
+        c
+    };
+    let delete = |leases: &[Lease]| {
+        run(
+            &mut Memory::default(),
+            "a",
+            leases,
+            &heartbeats(&["a"]),
+            &[1, 2],
+            Instant::now(),
+        )
+        .delete
+    };
+    // One child of a split so far: its sibling's lease may still come.
+    assert!(delete(&[parent.clone(), child(1, 0, 49)]).is_empty());
+    assert_eq!(
+        delete(&[parent.clone(), child(1, 0, 49), child(2, 50, 99)]),
+        vec![sid(0)]
+    );
+    // A merge child covers more than this parent.
+    assert_eq!(delete(&[parent.clone(), child(1, 0, 199)]), vec![sid(0)]);
+    // A child that has not checkpointed yet still needs it.
+    let mut fresh = child(2, 50, 99);
+    fresh.checkpoint = ExtendedSequenceNumber::TrimHorizon;
+    assert!(delete(&[parent.clone(), child(1, 0, 49), fresh]).is_empty());
+    // No known range: kept.
+    parent.hash_key_range = None;
+    assert!(delete(&[parent, child(1, 0, 49), child(2, 50, 99)]).is_empty());
+}
+
+#[test]
 fn a_dead_owner_s_leases_are_taken_even_while_their_counters_move() {
     // b's heartbeat stopped; its leases' counters still move (a process
     // cut off from its heartbeat only): b has fenced itself by now.
