@@ -18,6 +18,7 @@ async fn records_leases_and_latencies_are_measured() {
     let debugging = DebuggingRecorder::new();
     let snapshotter = debugging.snapshotter();
     debugging.install().unwrap();
+    metric::describe();
 
     let stream = FakeStream::new(3);
     fill(&stream, 0, 300);
@@ -37,8 +38,12 @@ async fn records_leases_and_latencies_are_measured() {
     let mut taken = 0;
     let mut get_records = 0;
     let mut checkpoints = 0;
-    for (key, _, _, value) in &snapshot {
+    for (key, _, description, value) in &snapshot {
         let name = key.key().name();
+        assert!(
+            description.is_some(),
+            "{name} is recorded but not described"
+        );
         let labels: Vec<_> = key
             .key()
             .labels()

@@ -154,7 +154,7 @@ pub use config::{
     DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_OPERATION_TIMEOUT, DynamoStoreBuilder, HEARTBEAT_TABLE_SUFFIX,
     TableCapacity,
 };
-pub use requests::CONSUMED_CAPACITY_METRIC;
+pub use requests::{CONSUMED_CAPACITY_METRIC, describe_metrics};
 pub use store::DynamoStore;
 
 /// The attribute names of the lease table, for tools and tests that read

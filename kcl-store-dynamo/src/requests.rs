@@ -18,6 +18,15 @@ use crate::store::{DynamoStore, HEARTBEAT_COUNTER, Outcome, WORKER_ID};
 /// The metric every request's consumed capacity is added to.
 pub const CONSUMED_CAPACITY_METRIC: &str = "kcl_dynamodb_consumed_capacity_units";
 
+/// Give [`CONSUMED_CAPACITY_METRIC`] its help text in the installed
+/// recorder (call once after installing an exporter).
+pub fn describe_metrics() {
+    metrics::describe_counter!(
+        CONSUMED_CAPACITY_METRIC,
+        "DynamoDB capacity units the lease store consumed, in tenths of a unit (labels table, operation)."
+    );
+}
+
 /// Add what one request consumed to [`CONSUMED_CAPACITY_METRIC`].
 pub(crate) fn record_capacity(operation: &'static str, consumed: Option<&ConsumedCapacity>) {
     let Some(consumed) = consumed else { return };

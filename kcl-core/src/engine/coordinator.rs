@@ -169,6 +169,9 @@ impl<F: ProcessorFactory> Coordinator<F> {
                     self.apply_renewals(round.leases);
                 }
                 _ = renew_tick.tick(), if renewing.is_none() => {
+                    // Published every tick, not only on change, so an
+                    // exporter's idle timeout keeps it while the worker lives.
+                    self.count_held();
                     renewing = Some(self.renew_call(true));
                 }
                 polled = maybe(&mut polling) => {

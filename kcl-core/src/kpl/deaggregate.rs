@@ -121,7 +121,7 @@ pub(crate) fn deaggregate(
                 reason = why.as_str(),
                 "record starts with the KPL magic bytes but is not a valid aggregate; delivering it as a plain record"
             );
-            metrics::counter!("kcl_kpl_invalid_aggregates_total").increment(1);
+            metrics::counter!(crate::engine::metric::KPL_INVALID_AGGREGATES).increment(1);
             out.push(record);
             return Outcome::Invalid(why);
         }
@@ -166,7 +166,7 @@ pub(crate) fn deaggregate(
                     ending_hash_key = %range.ending_hash_key,
                     "KPL aggregate holds a user record outside the shard's hash key range; skipping the aggregate as the Java KCL does"
                 );
-                metrics::counter!("kcl_kpl_out_of_range_aggregates_total").increment(1);
+                metrics::counter!(crate::engine::metric::KPL_OUT_OF_RANGE_AGGREGATES).increment(1);
                 return Outcome::OutOfRange;
             }
         }

@@ -105,14 +105,15 @@ impl PollingReader {
                         .send()
                 })
                 .await;
-            metrics::histogram!("kcl_kinesis_get_records_seconds", "shard" => self.shard_id.to_string())
+            metrics::histogram!(crate::engine::metric::KINESIS_GET_RECORDS_SECONDS, "shard" => self.shard_id.to_string())
                 .record(started.elapsed().as_secs_f64());
             match result {
                 Ok(out) => return Ok(out),
                 Err(e) if classify(&e) == Failure::ExpiredIterator => {
                     expiries += 1;
                     tracing::debug!(shard_id = %self.shard_id, expiries, "shard iterator expired, re-seeking");
-                    metrics::counter!("kcl_kinesis_expired_iterators_total").increment(1);
+                    metrics::counter!(crate::engine::metric::KINESIS_EXPIRED_ITERATORS)
+                        .increment(1);
                     if expiries > MAX_CONSECUTIVE_EXPIRIES {
                         return Err(map_error(e, self.shard_id.as_str()));
                     }

@@ -102,7 +102,7 @@ impl SourceInner {
                     ?delay,
                     "kinesis call failed, backing off"
                 );
-                metrics::counter!("kcl_kinesis_retries_total", "operation" => operation)
+                metrics::counter!(crate::engine::metric::KINESIS_RETRIES, "operation" => operation)
                     .increment(1);
             })
             .await

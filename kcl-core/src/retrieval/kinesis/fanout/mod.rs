@@ -60,12 +60,10 @@ use crate::retrieval::{ShardDescription, ShardReader, ShardSource, StartingPosit
 
 /// Metric names of the fan-out reader, in one place.
 pub(crate) mod metric {
-    /// Subscriptions opened.
-    pub(crate) const SUBSCRIPTIONS: &str = "kcl_fanout_subscriptions_total";
-    /// Subscriptions replaced, by reason.
-    pub(crate) const RESUBSCRIPTIONS: &str = "kcl_fanout_resubscriptions_total";
-    /// Subscribes or streams that went quiet past their bound.
-    pub(crate) const STALLS: &str = "kcl_fanout_stalls_total";
+    pub(crate) use crate::engine::metric::{
+        FANOUT_RESUBSCRIPTIONS as RESUBSCRIPTIONS, FANOUT_STALLS as STALLS,
+        FANOUT_SUBSCRIPTIONS as SUBSCRIPTIONS,
+    };
 }
 
 /// A Kinesis data stream read by enhanced fan-out. Made by

@@ -425,7 +425,8 @@ fn log_subscribe_failure<R>(
         }
         _ => tracing::debug!(%shard_id, code, ?failure, "SubscribeToShard failed; backing off"),
     }
-    metrics::counter!("kcl_kinesis_retries_total", "operation" => "SubscribeToShard").increment(1);
+    metrics::counter!(crate::engine::metric::KINESIS_RETRIES, "operation" => "SubscribeToShard")
+        .increment(1);
 }
 
 fn sdk_position(from: &StartingPosition) -> Result<aws_sdk_kinesis::types::StartingPosition> {
