@@ -9,10 +9,13 @@
 //!   scheme (cargo features `dynamodb`, `redis`, `postgres`, `memory`);
 //! - [`multilang`]: the daemon itself;
 //! - [`admin`]: the admin subcommands (`kcl leases`, `kcl workers`,
-//!   `kcl checkpoint reset`, `kcl app delete`, `kcl fanout deregister`).
+//!   `kcl checkpoint reset`, `kcl app delete`, `kcl fanout deregister`);
+//! - [`metrics_export`]: the Prometheus endpoint (`--metrics-addr`) and,
+//!   with the `cloudwatch` feature, CloudWatch.
 
 pub mod admin;
 pub mod credentials;
+pub mod metrics_export;
 pub mod multilang;
 pub mod properties;
 pub mod store_url;

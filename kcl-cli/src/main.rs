@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use kcl_cli::admin::{AdminCommand, EXIT_CODES_HELP, Exit};
+use kcl_cli::metrics_export::MetricsArgs;
 use kcl_cli::multilang::{self, Options};
 use kcl_cli::properties::MultiLangProperties;
 use tokio_util::sync::CancellationToken;
@@ -44,6 +45,8 @@ enum Command {
         /// KCL-1-era children (kclpy <= 1.5, gokinesis-style Go clients).
         #[arg(long)]
         legacy_protocol: bool,
+        #[command(flatten)]
+        metrics: MetricsArgs,
     },
     #[command(flatten)]
     Admin(AdminCommand),
@@ -64,13 +67,21 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .init();
-    let (properties_file, file, java_compatible_exit, legacy_protocol) = match cli.command {
+    let (properties_file, file, java_compatible_exit, legacy_protocol, metrics) = match cli.command
+    {
         Command::Multilang {
             properties_file,
             file,
             java_compatible_exit,
             legacy_protocol,
-        } => (properties_file, file, java_compatible_exit, legacy_protocol),
+            metrics,
+        } => (
+            properties_file,
+            file,
+            java_compatible_exit,
+            legacy_protocol,
+            metrics,
+        ),
         Command::Admin(admin) => return run_admin(admin),
     };
     let Some(path) = properties_file.or(file) else {
@@ -102,6 +113,10 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async move {
+        if let Err(e) = metrics.install().await {
+            eprintln!("kcl multilang: {e}");
+            return ExitCode::from(2);
+        }
         let cancel = CancellationToken::new();
         let signals = cancel.clone();
         tokio::spawn(async move {
