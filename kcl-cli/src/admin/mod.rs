@@ -11,6 +11,7 @@
 //! | `kcl checkpoint reset --to … (--shard S… \| --all)` | move checkpoints (dry run unless `--execute`) |
 //! | `kcl app delete` | every lease and heartbeat of the application |
 //! | `kcl fanout deregister` | the application's enhanced fan-out consumer |
+//! | `kcl watch` | a live view: owners, lag, records/s, every second |
 //!
 //! Every failure is one line on stderr and an exit code from [`Exit`];
 //! store URLs are printed with their password hidden.
@@ -23,6 +24,7 @@ pub mod fanout;
 pub mod leases;
 pub mod output;
 pub mod stream;
+pub mod watch;
 pub mod workers;
 
 use std::fmt;
@@ -53,6 +55,8 @@ pub enum AdminCommand {
     /// Enhanced fan-out consumers.
     #[command(subcommand)]
     Fanout(fanout::FanoutCommand),
+    /// A live view of owners, lag and records/s, refreshed every second.
+    Watch(watch::WatchArgs),
 }
 
 impl AdminCommand {
@@ -64,6 +68,7 @@ impl AdminCommand {
             AdminCommand::Checkpoint(cmd) => cmd.run().await,
             AdminCommand::App(cmd) => cmd.run().await,
             AdminCommand::Fanout(cmd) => cmd.run().await,
+            AdminCommand::Watch(args) => args.run().await,
         }
     }
 
@@ -75,6 +80,7 @@ impl AdminCommand {
             AdminCommand::Checkpoint(_) => "checkpoint",
             AdminCommand::App(_) => "app",
             AdminCommand::Fanout(_) => "fanout",
+            AdminCommand::Watch(_) => "watch",
         }
     }
 }

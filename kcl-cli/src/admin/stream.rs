@@ -212,3 +212,64 @@ fn stream_name(stream: &str) -> Option<String> {
 fn stream_arn(stream: &str) -> Option<String> {
     stream.starts_with("arn:").then(|| stream.to_string())
 }
+
+/// Records of `shard` after `from` up to and including `to` (both
+/// checkpoints), counting at most `limit`: how many the application
+/// processed between two looks at its checkpoint.
+pub async fn records_between(
+    client: &Client,
+    stream: &str,
+    shard: &ShardId,
+    from: &ExtendedSequenceNumber,
+    to: &ExtendedSequenceNumber,
+    limit: u64,
+) -> Result<u64, AdminError> {
+    let Some(to_seq) = to.sequence_number() else {
+        return Ok(0);
+    };
+    if from >= to {
+        return Ok(0);
+    }
+    let request = client
+        .get_shard_iterator()
+        .set_stream_name(stream_name(stream))
+        .set_stream_arn(stream_arn(stream))
+        .shard_id(shard.as_str());
+    let request = match from.sequence_number() {
+        Some(seq) => request
+            .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
+            .starting_sequence_number(seq.as_str()),
+        None => request.shard_iterator_type(ShardIteratorType::TrimHorizon),
+    };
+    let what = format!("shard {shard} of stream {stream}");
+    let mut iterator = request
+        .send()
+        .await
+        .map_err(|e| kinesis_error(&what, e))?
+        .shard_iterator;
+    let mut count = 0;
+    while let Some(it) = iterator {
+        let out = client
+            .get_records()
+            .shard_iterator(it)
+            .limit(10_000)
+            .send()
+            .await
+            .map_err(|e| kinesis_error(&what, e))?;
+        for record in &out.records {
+            let seq: kcl_core::SequenceNumber = record.sequence_number().parse()?;
+            if seq > *to_seq {
+                return Ok(count);
+            }
+            count += 1;
+            if count >= limit {
+                return Ok(count);
+            }
+        }
+        if out.records.is_empty() && out.millis_behind_latest.unwrap_or(0) == 0 {
+            break;
+        }
+        iterator = out.next_shard_iterator;
+    }
+    Ok(count)
+}
