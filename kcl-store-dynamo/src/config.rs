@@ -20,8 +20,9 @@ pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
 pub const HEARTBEAT_TABLE_SUFFIX: &str = "-WorkerHeartbeats";
 
 /// The settings [`DynamoStoreBuilder::from_map`] knows.
-const KNOWN: [&str; 10] = [
+const KNOWN: [&str; 11] = [
     "url",
+    "java_failover_time",
     "table",
     "application",
     "region",
@@ -63,6 +64,7 @@ pub enum TableCapacity {
 /// | [`table_active_timeout`](Self::table_active_timeout) | 5 minutes |
 /// | [`attempt_timeout`](Self::attempt_timeout) | 2 s (or the given client's own) |
 /// | [`operation_timeout`](Self::operation_timeout) | 5 s (or the given client's own) |
+/// | [`java_failover_time`](Self::java_failover_time) | off (set it on a table shared with Java workers) |
 ///
 /// `Debug` never shows credentials: the client is printed as whether one
 /// was given, nothing more.
@@ -84,6 +86,7 @@ pub struct DynamoStoreBuilder {
     active_timeout: Option<Duration>,
     attempt_timeout: Option<Duration>,
     operation_timeout: Option<Duration>,
+    java_failover_time: Option<Duration>,
 }
 
 impl fmt::Debug for DynamoStoreBuilder {
@@ -100,6 +103,7 @@ impl fmt::Debug for DynamoStoreBuilder {
             .field("active_timeout", &self.active_timeout)
             .field("attempt_timeout", &self.attempt_timeout)
             .field("operation_timeout", &self.operation_timeout)
+            .field("java_failover_time", &self.java_failover_time)
             .finish()
     }
 }
@@ -181,6 +185,25 @@ impl DynamoStoreBuilder {
         self
     }
 
+    /// Turn on the mixed-fleet guard: the largest `failoverTimeMillis` of
+    /// any Java KCL worker sharing the table
+    /// ([`DEFAULT_JAVA_FAILOVER_TIME`](crate::DEFAULT_JAVA_FAILOVER_TIME),
+    /// 10 s, if they keep Java's default). A lease whose owner has never
+    /// written a heartbeat to this application's heartbeat table (a Java
+    /// worker: every Rust worker heartbeats, no Java worker can) is taken
+    /// only once this store has seen its counter stand still for this
+    /// long, whatever the engine's lease duration: Rust workers with a
+    /// short lease duration never take a live Java worker's leases, and
+    /// take a crashed one's on Java's own schedule. The first refusal per
+    /// Java owner logs a warning naming the rule. Must not be zero. Off by
+    /// default (any taker may take from an unchanged snapshot, as the
+    /// store contract says); then the first take of a lease whose owner
+    /// has no heartbeat logs a warning naming this setting.
+    pub fn java_failover_time(mut self, time: Duration) -> Self {
+        self.java_failover_time = Some(time);
+        self
+    }
+
     /// How long to wait for a table to become ACTIVE. Default: 5 minutes.
     pub fn table_active_timeout(mut self, timeout: Duration) -> Self {
         self.active_timeout = Some(timeout);
@@ -212,7 +235,8 @@ impl DynamoStoreBuilder {
     /// A builder from key/value settings: `url` (a `dynamodb://` URL, whose
     /// table and options are read as below), `table`, `application`,
     /// `region`, `endpoint`, `heartbeat_table`, `create_tables`,
-    /// `table_active_timeout`, `attempt_timeout` and `operation_timeout`. See [`from_url`](Self::from_url). Unknown
+    /// `table_active_timeout`, `attempt_timeout`, `operation_timeout` and
+    /// `java_failover_time`. See [`from_url`](Self::from_url). Unknown
     /// keys are an [`Error::Config`].
     pub fn from_map<K, V>(pairs: impl IntoIterator<Item = (K, V)>) -> Result<Self>
     where
@@ -244,6 +268,7 @@ impl DynamoStoreBuilder {
         builder.active_timeout = options.take_duration("table_active_timeout")?;
         builder.attempt_timeout = options.take_duration("attempt_timeout")?;
         builder.operation_timeout = options.take_duration("operation_timeout")?;
+        builder.java_failover_time = options.take_duration("java_failover_time")?;
         options.finish(&KNOWN)?;
         Ok(builder)
     }
@@ -301,6 +326,12 @@ impl DynamoStoreBuilder {
             None => default_client(self.endpoint_url, self.region).await,
         };
         let client = with_timeouts(client, self.attempt_timeout, self.operation_timeout);
+        let java_failover_time = self.java_failover_time;
+        if java_failover_time.is_some_and(|t| t.is_zero()) {
+            return Err(Error::Config(
+                "DynamoStore java_failover_time must not be zero".into(),
+            ));
+        }
         let create_if_absent = self.create_tables.unwrap_or(true);
         let active_timeout = self.active_timeout.unwrap_or(Duration::from_secs(300));
         for (name, hash_key) in [
@@ -324,6 +355,7 @@ impl DynamoStoreBuilder {
             application,
             table,
             heartbeat_table,
+            java_failover_time,
         ))
     }
 }

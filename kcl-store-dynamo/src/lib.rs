@@ -83,20 +83,30 @@
 //! still reports `true`: a random `kclrsCreateToken` in the item tells the
 //! retry that it made the item.
 //!
-//! **The lease-duration rule for mixed fleets.** A Rust taker calls a
-//! lease expired when its `leaseCounter` has not moved for one lease
-//! duration on its own clock; a Java worker renews every
-//! `failoverTimeMillis / 3` (less a small epsilon) and calls a lease
-//! expired after `failoverTimeMillis`. Set the Rust lease duration to at
-//! least the largest `failoverTimeMillis` of any Java worker on the table
-//! (10 s, Java's default, matches ours): then a live Java lease is never
-//! taken by a Rust worker, and both sides expire leases on the same
-//! schedule. A shorter Rust lease duration (down to Java's renew interval
-//! plus a margin) still leaves live Java leases alone but takes a crashed
-//! Java worker's leases sooner than Java would; shorter than Java's renew
-//! interval, Rust workers steal live Java leases. Nothing enforces this
-//! rule at start yet: the store does not know the engine's lease
-//! duration, nor Java's `failoverTimeMillis` (Java does not store it).
+//! **The lease-duration rule for mixed fleets, enforced.** A Rust taker
+//! calls a lease expired when its `leaseCounter` has not moved for one
+//! lease duration on its own clock; a Java worker renews every
+//! `failoverTimeMillis / 3` and calls a lease expired after
+//! `failoverTimeMillis`. The rule: the Rust lease duration must not be
+//! shorter than the largest `failoverTimeMillis` of any Java worker on the
+//! table (10 s, Java's default, matches ours); shorter than Java's renew
+//! interval, Rust workers would take live Java leases. With
+//! [`DynamoStoreBuilder::java_failover_time`] set (do set it on a table
+//! shared with Java workers), the store enforces the rule at the take,
+//! whatever the engine's lease duration: an owner that has
+//! never written a heartbeat to this application's heartbeat table (every
+//! Rust worker does; no Java worker can) is taken for a Java worker, and a
+//! take of its lease is refused with `Conflict` until this store has seen
+//! the lease's counter stand still for
+//! that time (the largest Java `failoverTimeMillis`;
+//! [`DEFAULT_JAVA_FAILOVER_TIME`], 10 s, is Java's default). The first
+//! refusal per Java owner logs a warning naming the rule. Without the
+//! setting the store only warns, once per owner, when it takes a lease
+//! whose owner has no heartbeat (the store contract lets a taker take
+//! from any unchanged snapshot). So a Rust worker with a 2 s lease
+//! duration leaves live Java leases alone, and takes a crashed Java
+//! worker's leases after Java's own failover time (`tests/mixed_fleet.rs`,
+//! with a Java-shaped renewer beside the real engine).
 //!
 //! What is not:
 //! - Java 3.x's leader-driven assignment (`assignLease`) can hand a lease
@@ -144,6 +154,7 @@ mod checkpoint;
 mod config;
 mod error;
 mod expr;
+mod foreign;
 mod item;
 mod lease;
 mod requests;
@@ -154,6 +165,7 @@ pub use config::{
     DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_OPERATION_TIMEOUT, DynamoStoreBuilder, HEARTBEAT_TABLE_SUFFIX,
     TableCapacity,
 };
+pub use foreign::DEFAULT_JAVA_FAILOVER_TIME;
 pub use requests::{CONSUMED_CAPACITY_METRIC, describe_metrics};
 pub use store::DynamoStore;
 

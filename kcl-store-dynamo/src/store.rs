@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
@@ -14,6 +15,7 @@ use kcl_core::{
 
 use crate::checkpoint::CheckpointWrite;
 use crate::config::DynamoStoreBuilder;
+use crate::foreign::ForeignOwners;
 use crate::item::{Item, RawCheckpoint, Reader, is_lease_item};
 
 /// Hash key of the heartbeat table.
@@ -39,6 +41,8 @@ pub(crate) struct Inner {
     /// is one round trip. Only ever a guess: a stale entry costs one failed
     /// conditional write, never a wrong one.
     pub(crate) last_checkpoint: Mutex<HashMap<ShardId, RawCheckpoint>>,
+    /// Keeps takers off live leases of Java workers (see `foreign.rs`).
+    pub(crate) foreign: ForeignOwners,
 }
 
 impl std::fmt::Debug for DynamoStore {
@@ -72,6 +76,7 @@ impl DynamoStore {
         application: ApplicationName,
         table: String,
         heartbeat_table: String,
+        java_failover_time: Option<std::time::Duration>,
     ) -> Self {
         DynamoStore {
             inner: Arc::new(Inner {
@@ -80,6 +85,7 @@ impl DynamoStore {
                 table,
                 heartbeat_table,
                 last_checkpoint: Mutex::default(),
+                foreign: ForeignOwners::new(java_failover_time),
             }),
         }
     }
@@ -149,14 +155,21 @@ impl LeaseStore for DynamoStore {
     }
 
     async fn get_lease(&self, shard_id: &ShardId) -> Result<Option<Lease>> {
-        self.get(shard_id).await
+        let lease = self.get(shard_id).await?;
+        self.inner.foreign.saw_leases(&lease, Instant::now());
+        Ok(lease)
     }
 
     async fn list_leases(&self) -> Result<Vec<Lease>> {
-        self.list().await
+        let leases = self.list().await?;
+        self.inner.foreign.saw_leases(&leases, Instant::now());
+        Ok(leases)
     }
 
     async fn take_lease(&self, observed: &Lease, new_owner: &WorkerId) -> Result<Lease> {
+        if let Err(why) = self.inner.foreign.may_take(observed, Instant::now()) {
+            return Err(conflict(&observed.shard_id, &why));
+        }
         self.take(observed, new_owner).await
     }
 
@@ -211,11 +224,16 @@ impl LeaseStore for DynamoStore {
     }
 
     async fn heartbeat(&self, worker: &WorkerId) -> Result<()> {
+        self.inner.foreign.saw_workers([worker]);
         self.beat(worker).await
     }
 
     async fn list_workers(&self) -> Result<Vec<WorkerHeartbeat>> {
-        self.workers().await
+        let workers = self.workers().await?;
+        self.inner
+            .foreign
+            .saw_workers(workers.iter().map(|w| &w.worker_id));
+        Ok(workers)
     }
 
     async fn remove_worker(&self, worker: &WorkerId) -> Result<()> {
