@@ -719,3 +719,34 @@ async fn fanout_deregister_removes_the_consumer() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// No AWS credentials anywhere: exit 3 and a line that says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_credentials_is_said_plainly() {
+    let Some(endpoint) = support::server_var("KCL_TEST_DYNAMO_ENDPOINT") else {
+        return;
+    };
+    let home = tempfile::tempdir().unwrap();
+    let url = format!(
+        "dynamodb://{}?region=us-east-1&endpoint={endpoint}",
+        support::unique("nocreds")
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_kcl"))
+            .args(["leases", "--store", &url])
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env_remove("AWS_SESSION_TOKEN")
+            .env_remove("AWS_PROFILE")
+            .env("HOME", home.path())
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("credentials"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}
