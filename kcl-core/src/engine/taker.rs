@@ -213,7 +213,8 @@ pub(crate) struct Plan {
     /// Heartbeats of workers dead for three lease durations.
     pub(crate) remove_workers: Vec<WorkerId>,
     /// Nothing to do and nothing to wait for: no free, expired, orphaned
-    /// (owner not live) or stale lease, no hand-off under way, no shard
+    /// (owner not live) or stale lease, no hand-off under way (ours or a
+    /// peer's), no shard
     /// backing off here, and the fleet balanced as far as this worker can
     /// tell. While a worker is settled it lists every lease only at the
     /// slow cadence (see [`cadence`](super::cadence)).
@@ -335,7 +336,7 @@ pub(crate) fn plan(memory: &mut Memory, settings: &Settings, view: &View<'_>) ->
     let stale = settings.renew_interval + settings.scan_interval;
     let waiting = unfinished.iter().any(|l| match &l.owner {
         None => true,
-        Some(owner) => !live.contains(owner) || unchanged_for(l) > stale,
+        Some(owner) => !live.contains(owner) || unchanged_for(l) > stale || l.handoff_to.is_some(),
     });
     out.settled = balanced
         && !waiting
@@ -430,11 +431,17 @@ fn balance(
     }
     let mut out = Vec::new();
     let mut projected = mine + memory.pending.len();
-    while let Some((_, (leases, extra))) = loads.iter_mut().max_by(|a, b| {
-        (a.1.0.len() + a.1.1)
-            .cmp(&(b.1.0.len() + b.1.1))
-            .then_with(|| b.0.cmp(a.0))
-    }) {
+    // The most loaded worker that still has leases to give: one whose load
+    // is all hand-offs under way to it gives nothing, but the next may.
+    while let Some((_, (leases, extra))) = loads
+        .iter_mut()
+        .filter(|(_, (l, _))| !l.is_empty())
+        .max_by(|a, b| {
+            (a.1.0.len() + a.1.1)
+                .cmp(&(b.1.0.len() + b.1.1))
+                .then_with(|| b.0.cmp(a.0))
+        })
+    {
         if leases.len() + *extra < projected + 2 {
             break;
         }

@@ -463,6 +463,37 @@ fn a_balanced_fleet_is_settled_and_a_joiner_unsettles_it() {
     );
 }
 
+#[test]
+fn a_peer_s_hand_offs_under_way_do_not_hide_a_donor() {
+    // b holds six leases, all being handed to c (c's projected load is 6);
+    // d holds five of its own. a holds none: it must ask d, not stop at c
+    // because c has nothing to give.
+    let mut leases: Vec<Lease> = (0..6)
+        .map(|n| {
+            let mut l = lease(n, Some("b"));
+            l.handoff_to = Some(wid("c"));
+            l
+        })
+        .collect();
+    leases.extend((6..11).map(|n| lease(n, Some("d"))));
+    let plan = run(
+        &mut Memory::default(),
+        "a",
+        &leases,
+        &heartbeats(&["a", "b", "c", "d"]),
+        &[],
+        Instant::now(),
+    );
+    assert!(!plan.request_handoff.is_empty(), "{plan:?}");
+    assert!(
+        plan.request_handoff
+            .iter()
+            .all(|l| l.is_owned_by(&wid("d"))),
+        "{plan:?}"
+    );
+    assert!(!plan.settled);
+}
+
 /// A fleet sharing an in-memory table with the store's CAS rules.
 struct Fleet {
     table: BTreeMap<ShardId, Lease>,
