@@ -28,6 +28,7 @@ struct Watched {
     inner: Arc<dyn LeaseStore>,
     lease_listings: AtomicU64,
     heartbeat_reads: AtomicU64,
+    heartbeats: AtomicU64,
     fail_heartbeats: AtomicBool,
 }
 
@@ -37,6 +38,7 @@ impl Watched {
             inner,
             lease_listings: AtomicU64::new(0),
             heartbeat_reads: AtomicU64::new(0),
+            heartbeats: AtomicU64::new(0),
             fail_heartbeats: AtomicBool::new(false),
         })
     }
@@ -95,6 +97,7 @@ impl LeaseStore for Watched {
         self.inner.reset_checkpoint(shard_id, checkpoint).await
     }
     async fn heartbeat(&self, worker: &WorkerId) -> Result<()> {
+        self.heartbeats.fetch_add(1, Ordering::Relaxed);
         if self.fail_heartbeats.load(Ordering::Relaxed) {
             return Err(Error::Unavailable {
                 service: "test store",
@@ -242,4 +245,42 @@ async fn an_owner_whose_heartbeats_fail_stops_before_a_peer_takes() {
     producer.await.unwrap();
     z.kill().await;
     p.stop().await;
+}
+
+/// Two heartbeats in a row fail (5 s of store trouble): the worker retries
+/// its heartbeat on the next scan ticks instead of waiting a whole renew
+/// interval, so its leases' deadlines never pass and nothing is lost.
+#[tokio::test(start_paused = true)]
+async fn a_failed_heartbeat_is_retried_before_the_deadlines_pass() {
+    let stream = FakeStream::new(2);
+    let store = store();
+    let recorder = Recorder::new();
+    let flaky = Watched::new(store.clone());
+    let w = spawn_worker("w", flaky.clone(), &stream, &recorder);
+    let (stop_producer, producer) = producer(&stream, Duration::from_millis(50));
+    wait_until("w to process", Duration::from_secs(10), || {
+        recorder.count() > 10
+    })
+    .await;
+    // Just after a renew round's heartbeat, so the trouble covers the
+    // next two (3.3 s apart at the default renew interval).
+    let seen = flaky.heartbeats.load(Ordering::Relaxed);
+    wait_until("a heartbeat", Duration::from_secs(5), || {
+        flaky.heartbeats.load(Ordering::Relaxed) > seen
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    flaky.fail_heartbeats.store(true, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    flaky.fail_heartbeats.store(false, Ordering::Relaxed);
+    tokio::time::sleep(LEASE).await;
+    let lost = recorder
+        .events()
+        .iter()
+        .filter(|(_, _, e)| *e == Event::LeaseLost)
+        .count();
+    assert_eq!(lost, 0, "leases lost while the heartbeat recovered");
+    stop_producer.cancel();
+    producer.await.unwrap();
+    w.stop().await;
 }

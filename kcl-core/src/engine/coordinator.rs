@@ -45,6 +45,8 @@ struct Held {
     lost: CancellationToken,
     control: watch::Sender<Control>,
     deadline: watch::Sender<Instant>,
+    /// When the last successful renew (or the take) was sent.
+    renewed: Instant,
 }
 
 /// A shard backing off after its consumer failed here.
@@ -127,6 +129,35 @@ impl<F: ProcessorFactory> Coordinator<F> {
             .is_some_and(|sent| Instant::now() < sent + self.hold_for())
     }
 
+    /// Whether the last successful heartbeat is older than a renew
+    /// interval and a scan interval: one failed, so retry it now.
+    fn beat_overdue(&self) -> bool {
+        let due = self.config().renew_interval + self.config().scan_interval;
+        self.beat_ok.is_none_or(|sent| Instant::now() >= sent + due)
+    }
+
+    fn beat_call(&self) -> BoxFuture<'static, Option<Instant>> {
+        let store = Arc::clone(&self.store);
+        let me = self.me.clone();
+        let bound = self.config().renew_interval;
+        Box::pin(async move { beat(&*store, &me, bound).await })
+    }
+
+    /// A heartbeat succeeded: every held lease's deadline moves with it
+    /// (up to its own last renew).
+    fn refresh_deadlines(&self) {
+        for held in self.held.values() {
+            let deadline = self.deadline(held.renewed);
+            held.deadline.send_if_modified(|d| {
+                let later = deadline > *d;
+                if later {
+                    *d = deadline;
+                }
+                later
+            });
+        }
+    }
+
     /// The deadline of a lease renewed (or taken) by a call sent at `sent`.
     fn deadline(&self, sent: Instant) -> Instant {
         let beat = self.beat_ok.unwrap_or(sent);
@@ -143,6 +174,9 @@ impl<F: ProcessorFactory> Coordinator<F> {
         scan_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut renewing: Option<BoxFuture<'static, Round>> = None;
         let mut polling: Option<BoxFuture<'static, Polled>> = None;
+        // A heartbeat retried on the scan tick after one failed, so one
+        // slow call does not leave the deadlines a renew interval short.
+        let mut beating: Option<BoxFuture<'static, Option<Instant>>> = None;
         let mut scanning: Option<BoxFuture<'static, Listing>> = None;
         let mut executing: Option<BoxFuture<'static, Executed>> = None;
         // The first sync runs before the first scan, so a fresh table has
@@ -164,7 +198,8 @@ impl<F: ProcessorFactory> Coordinator<F> {
                 round = maybe(&mut renewing) => {
                     renewing = None;
                     if round.beat.is_some() {
-                        self.beat_ok = round.beat;
+                        self.beat_ok = round.beat.max(self.beat_ok);
+                        self.refresh_deadlines();
                     }
                     self.apply_renewals(round.leases);
                 }
@@ -174,8 +209,18 @@ impl<F: ProcessorFactory> Coordinator<F> {
                     self.count_held();
                     renewing = Some(self.renew_call(true));
                 }
+                beat = maybe(&mut beating) => {
+                    beating = None;
+                    if beat.is_some() {
+                        self.beat_ok = beat.max(self.beat_ok);
+                        self.refresh_deadlines();
+                    }
+                }
                 polled = maybe(&mut polling) => {
                     polling = None;
+                    if renewing.is_none() && beating.is_none() && self.beat_overdue() {
+                        beating = Some(self.beat_call());
+                    }
                     match polled {
                         Ok((workers, sent)) => {
                             self.memory.observe_workers(&workers, Instant::now());
@@ -247,6 +292,10 @@ impl<F: ProcessorFactory> Coordinator<F> {
             }
         }
         drop((polling, scanning, executing, syncing));
+        // A heartbeat in flight must land before the heartbeat is removed.
+        if let Some(beat) = beating {
+            beat.await;
+        }
         self.shut_down(renewing).await;
         metrics::gauge!(metric::CURRENT_LEASES, "worker" => self.me.to_string()).set(0.0);
         tracing::info!("worker stopped");
@@ -338,6 +387,7 @@ impl<F: ProcessorFactory> Coordinator<F> {
             }
             match renewed.result {
                 Ok(lease) => {
+                    held.renewed = renewed.sent;
                     held.deadline.send_replace(deadline);
                     if let Some(to) = lease.handoff_to.as_ref().filter(|to| **to != self.me) {
                         let to = to.clone();
@@ -450,6 +500,7 @@ impl<F: ProcessorFactory> Coordinator<F> {
                 lost,
                 control,
                 deadline,
+                renewed: sent,
             },
         );
         self.count_held();
