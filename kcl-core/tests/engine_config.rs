@@ -106,3 +106,58 @@ fn a_lease_scan_cadence_faster_than_the_scan_interval_is_refused() {
     let worker = full().build().unwrap();
     assert_eq!(worker.config().lease_scan_interval, Duration::from_secs(60));
 }
+
+fn single() -> kcl_core::engine::SingleConsumerBuilder<impl kcl_core::ProcessorFactory> {
+    kcl_core::engine::SingleConsumer::builder()
+        .checkpoint_store(store())
+        .source(Arc::new(FakeStream::new(1)))
+        .process_with(|_| async { Ok(()) })
+}
+
+/// Path 14: one `ConsumerConfig` for both; the single consumer takes every
+/// consumer setting and `build()` bounds each with `Error::Config`.
+#[test]
+fn the_single_consumer_takes_and_checks_every_consumer_setting() {
+    use kcl_core::engine::ConsumerConfig;
+    for (name, build) in [
+        (
+            "parent_poll_interval",
+            single()
+                .parent_poll_interval(Duration::ZERO)
+                .build()
+                .map(drop),
+        ),
+        (
+            "prefetch_max_records",
+            single().prefetch_max_records(0).build().map(drop),
+        ),
+        (
+            "pin_clock_margin",
+            single().pin_clock_margin(Duration::MAX).build().map(drop),
+        ),
+        (
+            "retry_max_delay",
+            single().retry_max_delay(Duration::MAX).build().map(drop),
+        ),
+        (
+            "shutdown_grace",
+            single().shutdown_grace(Duration::ZERO).build().map(drop),
+        ),
+    ] {
+        let msg = config_error(build);
+        assert!(msg.contains(name), "{name}: {msg}");
+    }
+    let mut config = ConsumerConfig::new();
+    config.max_records = 0;
+    let msg = config_error(single().consumer_config(config.clone()).build());
+    assert!(msg.contains("max_records"), "{msg}");
+    let msg = config_error(full().consumer_config(config).build());
+    assert!(msg.contains("max_records"), "{msg}");
+    // The same struct reaches the worker.
+    let mut config = ConsumerConfig::new();
+    config.prefetch_max_records = 1234;
+    config.ignore_shard_ordering = true;
+    let worker = full().consumer_config(config).build().unwrap();
+    assert_eq!(worker.config().consumer.prefetch_max_records, 1234);
+    assert!(worker.config().consumer.ignore_shard_ordering);
+}

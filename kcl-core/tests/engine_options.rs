@@ -108,3 +108,36 @@ async fn empty_reads_reach_the_processor_only_when_asked() {
     assert_eq!(idle, 0, "empty calls without the option");
     assert_eq!(delivered, 3);
 }
+
+/// The single-process consumer takes the consumer settings too: empty
+/// reads reach its processor when asked.
+#[tokio::test(start_paused = true)]
+async fn the_single_consumer_delivers_empty_batches_when_asked() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let stream = FakeStream::new(1);
+    let empty = Arc::new(AtomicUsize::new(0));
+    let consumer = kcl_core::engine::SingleConsumer::builder()
+        .checkpoint_store(store())
+        .source(Arc::new(stream.clone()))
+        .deliver_empty_batches(true)
+        .process_with({
+            let empty = empty.clone();
+            move |batch| {
+                let empty = empty.clone();
+                async move {
+                    if batch.records().is_empty() {
+                        empty.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Ok(())
+                }
+            }
+        })
+        .build()
+        .unwrap();
+    let cancel = CancellationToken::new();
+    let run = tokio::spawn(consumer.run(cancel.clone()));
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    cancel.cancel();
+    run.await.unwrap().unwrap();
+    assert!(empty.load(Ordering::SeqCst) >= 3, "{empty:?}");
+}

@@ -6,11 +6,12 @@ use std::time::{Duration, SystemTime};
 
 use crate::error::{BoxError, Error, Result};
 use crate::ids::WorkerId;
-use crate::processor::{FnFactory, ProcessRecordsInput, ProcessorErrorPolicy, ProcessorFactory};
+use crate::processor::{FnFactory, ProcessRecordsInput, ProcessorFactory};
 use crate::retrieval::ShardSource;
 use crate::store::LeaseStore;
 
 use super::Worker;
+use super::consumer_config::ConsumerConfig;
 
 /// Where a shard with no checkpoint and no ancestor in the lease table
 /// starts. Descendants of leased shards always start at `TRIM_HORIZON`.
@@ -60,37 +61,6 @@ pub struct WorkerConfig {
     /// the lease by force. Default 30 s plus one lease duration (Java's);
     /// must be longer than `renew_interval`.
     pub handoff_timeout: Duration,
-    /// How often shards are listed to create leases for new ones. Default
-    /// 60 s. Consumers also create their children's leases as soon as a
-    /// shard ends, so this only matters for shards found another way.
-    pub shard_sync_interval: Duration,
-    /// How often a consumer checks whether its shard's parents finished.
-    /// Default 500 ms.
-    pub parent_poll_interval: Duration,
-    /// Most records in one `process_records` call. Default 10,000.
-    pub max_records: usize,
-    /// Records read ahead of the processor, at most. Default 30,000.
-    pub prefetch_max_records: usize,
-    /// Bytes (payload plus partition key) read ahead of the processor, at
-    /// most. Default 32 MiB.
-    pub prefetch_max_bytes: usize,
-    /// How long a graceful shutdown waits for processors to checkpoint and
-    /// leases to be released. Default 10 s; must be greater than zero.
-    pub shutdown_grace: Duration,
-    /// Where shards without checkpoint and without leased ancestor start.
-    pub initial_position: InitialPosition,
-    /// What to do when a processor returns an error. Default
-    /// [`ProcessorErrorPolicy::Retry`].
-    pub error_policy: ProcessorErrorPolicy,
-    /// First delay between retries of a failed batch (doubling each time).
-    /// Default 100 ms.
-    pub retry_min_delay: Duration,
-    /// Longest delay between retries of a failed batch, and between
-    /// attempts to reopen a failed reader. Default 10 s.
-    pub retry_max_delay: Duration,
-    /// Process children without waiting for their parents to finish
-    /// (gokini's `IgnoreShardOrdering`). Default false.
-    pub ignore_shard_ordering: bool,
     /// Most leases this worker holds at once (Java's
     /// `maxLeasesForWorker`). The taker's share becomes
     /// `min(max_leases_per_worker, ceil(leases / live workers))`, and no
@@ -98,18 +68,9 @@ pub struct WorkerConfig {
     /// the fleet cannot hold stay free. Leases handed to this worker
     /// explicitly are kept. Default `usize::MAX` (no cap); at least 1.
     pub max_leases_per_worker: usize,
-    /// How far before this host's clock a shard opened at `LATEST` pins
-    /// its start (see [`Lease::pinned_start`](crate::Lease::pinned_start)):
-    /// a re-open before the first checkpoint reads `AT_TIMESTAMP` of the
-    /// pin, so a host clock ahead of Kinesis's by less than this loses no
-    /// record (a re-open may repeat up to this much from before the first
-    /// open). Default 5 s.
-    pub pin_clock_margin: Duration,
-    /// Call `process_records` with an empty batch when a read returns no
-    /// records (Java's `callProcessRecordsEvenForEmptyRecordList`), about
-    /// once per idle read; a processor can then act on time passing
-    /// (flush, checkpoint). Default false: empty reads are dropped.
-    pub deliver_empty_batches: bool,
+    /// The shard consumers' settings, shared with
+    /// [`SingleConsumer`](super::SingleConsumer).
+    pub consumer: ConsumerConfig,
 }
 
 impl WorkerConfig {
@@ -124,24 +85,13 @@ impl WorkerConfig {
             scan_interval: Duration::from_millis(500),
             lease_scan_interval: Duration::from_secs(60),
             handoff_timeout: default_handoff_timeout(lease_duration),
-            shard_sync_interval: Duration::from_secs(60),
-            parent_poll_interval: Duration::from_millis(500),
-            max_records: 10_000,
-            prefetch_max_records: 30_000,
-            prefetch_max_bytes: 32 << 20,
-            shutdown_grace: Duration::from_secs(10),
-            initial_position: InitialPosition::TrimHorizon,
-            error_policy: ProcessorErrorPolicy::Retry,
-            retry_min_delay: Duration::from_millis(100),
-            retry_max_delay: Duration::from_secs(10),
-            ignore_shard_ordering: false,
             max_leases_per_worker: usize::MAX,
-            pin_clock_margin: Duration::from_secs(5),
-            deliver_empty_batches: false,
+            consumer: ConsumerConfig::new(),
         }
     }
 
-    /// Check every value; the first problem found is an [`Error::Config`].
+    /// Check every value (the consumer settings too); the first problem
+    /// found is an [`Error::Config`].
     pub fn validate(&self) -> Result<()> {
         let positive = [
             ("lease_duration", self.lease_duration),
@@ -150,22 +100,13 @@ impl WorkerConfig {
             ("scan_interval", self.scan_interval),
             ("lease_scan_interval", self.lease_scan_interval),
             ("handoff_timeout", self.handoff_timeout),
-            ("shard_sync_interval", self.shard_sync_interval),
-            ("parent_poll_interval", self.parent_poll_interval),
-            ("retry_min_delay", self.retry_min_delay),
-            ("shutdown_grace", self.shutdown_grace),
         ];
         for (name, value) in positive {
             if value.is_zero() {
                 return Err(Error::Config(format!("{name} must be greater than zero")));
             }
-        }
-        // Deadlines are computed as `now + duration`: bound every duration
-        // so that can never overflow the clock.
-        for (name, value) in positive.into_iter().chain([
-            ("retry_max_delay", self.retry_max_delay),
-            ("pin_clock_margin", self.pin_clock_margin),
-        ]) {
+            // Deadlines are computed as `now + duration`: bound every
+            // duration so that can never overflow the clock.
             if value > MAX_DURATION {
                 return Err(Error::Config(format!(
                     "{name} ({value:?}) must be at most {MAX_DURATION:?}"
@@ -192,33 +133,12 @@ impl WorkerConfig {
                 self.renew_interval, self.lease_duration
             )));
         }
-        if self.retry_max_delay < self.retry_min_delay {
-            return Err(Error::Config(format!(
-                "retry_max_delay ({:?}) must not be shorter than retry_min_delay ({:?})",
-                self.retry_max_delay, self.retry_min_delay
-            )));
-        }
         if self.max_leases_per_worker == 0 {
             return Err(Error::Config(
                 "max_leases_per_worker must be at least 1".into(),
             ));
         }
-        for (name, value) in [
-            ("max_records", self.max_records),
-            ("prefetch_max_records", self.prefetch_max_records),
-            ("prefetch_max_bytes", self.prefetch_max_bytes),
-        ] {
-            if value == 0 {
-                return Err(Error::Config(format!("{name} must be at least 1")));
-            }
-            if value > u32::MAX as usize {
-                return Err(Error::Config(format!(
-                    "{name} must be at most {}",
-                    u32::MAX
-                )));
-            }
-        }
-        Ok(())
+        self.consumer.validate()
     }
 }
 
@@ -300,6 +220,84 @@ macro_rules! setter {
         }
     };
 }
+
+/// The setters of every [`ConsumerConfig`] field, for a builder whose
+/// `config` holds one as `consumer` (both builders).
+macro_rules! consumer_setters {
+    () => {
+        /// Set every consumer setting at once (see [`ConsumerConfig`]).
+        pub fn consumer_config(mut self, config: $crate::engine::ConsumerConfig) -> Self {
+            self.config.consumer = config;
+            self
+        }
+        /// Shard sync interval (default 60 s).
+        pub fn shard_sync_interval(mut self, value: ::std::time::Duration) -> Self {
+            self.config.consumer.shard_sync_interval = value;
+            self
+        }
+        /// Parent poll interval (default 500 ms).
+        pub fn parent_poll_interval(mut self, value: ::std::time::Duration) -> Self {
+            self.config.consumer.parent_poll_interval = value;
+            self
+        }
+        /// Most records per `process_records` call (default 10,000).
+        pub fn max_records(mut self, value: usize) -> Self {
+            self.config.consumer.max_records = value;
+            self
+        }
+        /// Prefetch bound in records (default 30,000).
+        pub fn prefetch_max_records(mut self, value: usize) -> Self {
+            self.config.consumer.prefetch_max_records = value;
+            self
+        }
+        /// Prefetch bound in bytes (default 32 MiB).
+        pub fn prefetch_max_bytes(mut self, value: usize) -> Self {
+            self.config.consumer.prefetch_max_bytes = value;
+            self
+        }
+        /// Graceful shutdown grace period (default 10 s).
+        pub fn shutdown_grace(mut self, value: ::std::time::Duration) -> Self {
+            self.config.consumer.shutdown_grace = value;
+            self
+        }
+        /// Where shards without checkpoint start (default TRIM_HORIZON).
+        pub fn initial_position(mut self, value: $crate::engine::InitialPosition) -> Self {
+            self.config.consumer.initial_position = value;
+            self
+        }
+        /// Processor error policy (default retry).
+        pub fn error_policy(mut self, value: $crate::processor::ProcessorErrorPolicy) -> Self {
+            self.config.consumer.error_policy = value;
+            self
+        }
+        /// First retry delay of a failed batch or reader (default 100 ms).
+        pub fn retry_min_delay(mut self, value: ::std::time::Duration) -> Self {
+            self.config.consumer.retry_min_delay = value;
+            self
+        }
+        /// Longest retry delay (default 10 s).
+        pub fn retry_max_delay(mut self, value: ::std::time::Duration) -> Self {
+            self.config.consumer.retry_max_delay = value;
+            self
+        }
+        /// Do not wait for parents (default false).
+        pub fn ignore_shard_ordering(mut self, value: bool) -> Self {
+            self.config.consumer.ignore_shard_ordering = value;
+            self
+        }
+        /// Clock margin of a pinned LATEST start (default 5 s).
+        pub fn pin_clock_margin(mut self, value: ::std::time::Duration) -> Self {
+            self.config.consumer.pin_clock_margin = value;
+            self
+        }
+        /// Call `process_records` on empty reads too (default false).
+        pub fn deliver_empty_batches(mut self, value: bool) -> Self {
+            self.config.consumer.deliver_empty_batches = value;
+            self
+        }
+    };
+}
+pub(crate) use consumer_setters;
 
 impl<F> WorkerBuilder<F> {
     /// The store the fleet shares leases in. Required.
@@ -391,38 +389,13 @@ impl<F> WorkerBuilder<F> {
         self
     }
 
+    consumer_setters!();
     setter!(/// Heartbeat scan interval (default 500 ms).
         scan_interval: Duration);
     setter!(/// Slow cadence of full lease listings (default 60 s).
         lease_scan_interval: Duration);
-    setter!(/// Shard sync interval (default 60 s).
-        shard_sync_interval: Duration);
-    setter!(/// Parent poll interval (default 500 ms).
-        parent_poll_interval: Duration);
-    setter!(/// Most records per `process_records` call (default 10,000).
-        max_records: usize);
-    setter!(/// Prefetch bound in records (default 30,000).
-        prefetch_max_records: usize);
-    setter!(/// Prefetch bound in bytes (default 32 MiB).
-        prefetch_max_bytes: usize);
-    setter!(/// Graceful shutdown grace period (default 10 s).
-        shutdown_grace: Duration);
-    setter!(/// Initial position (default TRIM_HORIZON).
-        initial_position: InitialPosition);
-    setter!(/// Processor error policy (default retry).
-        error_policy: ProcessorErrorPolicy);
-    setter!(/// First retry delay (default 100 ms).
-        retry_min_delay: Duration);
-    setter!(/// Longest retry delay (default 10 s).
-        retry_max_delay: Duration);
-    setter!(/// Do not wait for parents (default false).
-        ignore_shard_ordering: bool);
     setter!(/// Most leases held at once (default no cap).
         max_leases_per_worker: usize);
-    setter!(/// Clock margin of a pinned LATEST start (default 5 s).
-        pin_clock_margin: Duration);
-    setter!(/// Call `process_records` on empty reads too (default false).
-        deliver_empty_batches: bool);
 }
 
 impl<F: ProcessorFactory> WorkerBuilder<F> {

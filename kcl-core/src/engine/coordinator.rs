@@ -183,7 +183,7 @@ impl<F: ProcessorFactory> Coordinator<F> {
         // leases to take.
         let mut syncing: Option<BoxFuture<'static, Result<usize>>> = Some(self.sync_call());
         let mut sync_at = Instant::now();
-        let mut sync_retry = self.config().retry_min_delay;
+        let mut sync_retry = self.config().consumer.retry_min_delay;
         let mut first_sync_done = false;
         // Later syncs ride on the taker's next listing (no listing of
         // their own): set when one is due.
@@ -264,20 +264,20 @@ impl<F: ProcessorFactory> Coordinator<F> {
                 synced = maybe(&mut syncing) => {
                     syncing = None;
                     first_sync_done = true;
-                    let interval = self.config().shard_sync_interval;
+                    let interval = self.config().consumer.shard_sync_interval;
                     match synced {
                         Ok(created) => {
                             if created > 0 {
                                 self.scans.changed();
                             }
-                            sync_retry = self.config().retry_min_delay;
+                            sync_retry = self.config().consumer.retry_min_delay;
                             sync_at = Instant::now() + interval;
                         }
                         Err(e) => {
                             let wait = sync_retry.min(interval);
                             tracing::warn!(error = %e, retry_in = ?wait, "shard sync failed");
                             sync_at = Instant::now() + wait;
-                            sync_retry = (sync_retry * 2).min(self.config().retry_max_delay);
+                            sync_retry = (sync_retry * 2).min(self.config().consumer.retry_max_delay);
                         }
                     }
                 }
@@ -363,14 +363,14 @@ impl<F: ProcessorFactory> Coordinator<F> {
     fn sync_call(&self) -> BoxFuture<'static, Result<usize>> {
         let store = Arc::clone(&self.store);
         let source = Arc::clone(&self.ctx.source);
-        let initial = self.config().initial_position;
+        let initial = self.config().consumer.initial_position;
         Box::pin(async move { shard_sync::sync_shards(&store, &source, initial).await })
     }
 
     fn sync_listed_call(&self, leased: HashSet<ShardId>) -> BoxFuture<'static, Result<usize>> {
         let store = Arc::clone(&self.store);
         let source = Arc::clone(&self.ctx.source);
-        let initial = self.config().initial_position;
+        let initial = self.config().consumer.initial_position;
         Box::pin(async move { shard_sync::sync_listed(&store, &source, initial, &leased).await })
     }
 
@@ -551,7 +551,10 @@ impl<F: ProcessorFactory> Coordinator<F> {
     /// delay to its maximum, one warning and one count per escalation.
     fn back_off(&mut self, shard_id: &ShardId) {
         let config = self.config();
-        let (min, max) = (config.retry_min_delay, config.retry_max_delay);
+        let (min, max) = (
+            config.consumer.retry_min_delay,
+            config.consumer.retry_max_delay,
+        );
         let entry = self.backoff.entry(shard_id.clone()).or_insert(Backoff {
             failures: 0,
             until: Instant::now(),
@@ -596,7 +599,7 @@ impl<F: ProcessorFactory> Coordinator<F> {
                 run
             });
         }
-        let grace = tokio::time::sleep(self.config().shutdown_grace);
+        let grace = tokio::time::sleep(self.config().consumer.shutdown_grace);
         tokio::pin!(grace);
         let mut renew_tick = tokio::time::interval(self.config().renew_interval);
         renew_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -74,6 +74,7 @@
 mod cadence;
 pub(crate) mod config;
 mod consumer;
+mod consumer_config;
 mod coordinator;
 mod executor;
 pub mod metric;
@@ -90,6 +91,7 @@ use std::time::Duration;
 use backon::{ExponentialBuilder, Retryable};
 
 pub use config::{InitialPosition, WorkerBuilder, WorkerConfig};
+pub use consumer_config::ConsumerConfig;
 pub use single::{SingleConsumer, SingleConsumerBuilder};
 pub use worker::Worker;
 

@@ -29,7 +29,7 @@ use tracing::Instrument;
 use crate::error::{BoxError, Error, Result};
 use crate::ids::ShardId;
 use crate::lease::Lease;
-use crate::processor::{FnFactory, ProcessRecordsInput, ProcessorErrorPolicy, ProcessorFactory};
+use crate::processor::{FnFactory, ProcessRecordsInput, ProcessorFactory};
 use crate::retrieval::{ShardDescription, ShardSource, StartingPosition};
 use crate::sequence::ExtendedSequenceNumber;
 use crate::store::CheckpointStore;
@@ -71,64 +71,11 @@ impl<F> SingleConsumerBuilder<F> {
         self
     }
 
-    /// Where shards without checkpoint start (default TRIM_HORIZON).
-    pub fn initial_position(mut self, position: InitialPosition) -> Self {
-        self.config.initial_position = position;
-        self
-    }
+    super::config::consumer_setters!();
 
     /// Start `shard_id` at `position` if it has no checkpoint yet.
     pub fn start_shard_at(mut self, shard_id: ShardId, position: StartingPosition) -> Self {
         self.positions.insert(shard_id, position);
-        self
-    }
-
-    /// How often shards are listed (default 60 s; also after every shard
-    /// that ends).
-    pub fn shard_sync_interval(mut self, value: std::time::Duration) -> Self {
-        self.config.shard_sync_interval = value;
-        self
-    }
-
-    /// Most records per `process_records` call (default 10,000).
-    pub fn max_records(mut self, value: usize) -> Self {
-        self.config.max_records = value;
-        self
-    }
-
-    /// Prefetch bound in records (default 30,000).
-    pub fn prefetch_max_records(mut self, value: usize) -> Self {
-        self.config.prefetch_max_records = value;
-        self
-    }
-
-    /// Prefetch bound in bytes (default 32 MiB).
-    pub fn prefetch_max_bytes(mut self, value: usize) -> Self {
-        self.config.prefetch_max_bytes = value;
-        self
-    }
-
-    /// First retry delay of a failed batch or reader (default 100 ms).
-    pub fn retry_min_delay(mut self, value: std::time::Duration) -> Self {
-        self.config.retry_min_delay = value;
-        self
-    }
-
-    /// Longest retry delay (default 10 s).
-    pub fn retry_max_delay(mut self, value: std::time::Duration) -> Self {
-        self.config.retry_max_delay = value;
-        self
-    }
-
-    /// Processor error policy (default retry).
-    pub fn error_policy(mut self, value: ProcessorErrorPolicy) -> Self {
-        self.config.error_policy = value;
-        self
-    }
-
-    /// Graceful shutdown grace period (default 10 s).
-    pub fn shutdown_grace(mut self, value: std::time::Duration) -> Self {
-        self.config.shutdown_grace = value;
         self
     }
 
@@ -162,7 +109,7 @@ impl<F: ProcessorFactory> SingleConsumerBuilder<F> {
         let source = self
             .source
             .ok_or_else(|| Error::Config("SingleConsumer needs a shard source".into()))?;
-        self.config.validate()?;
+        self.config.consumer.validate()?;
         Ok(SingleConsumer {
             ctx: Arc::new(ConsumerContext {
                 config: Arc::new(self.config),
@@ -261,7 +208,7 @@ impl<F: ProcessorFactory> SingleConsumer<F> {
         let mut backoff: HashMap<ShardId, (u32, tokio::time::Instant)> = HashMap::new();
         let mut tasks: JoinSet<(ShardId, Outcome)> = JoinSet::new();
         let mut fatal: Option<BoxError> = None;
-        let mut tick = tokio::time::interval(self.ctx.config.shard_sync_interval);
+        let mut tick = tokio::time::interval(self.ctx.config.consumer.shard_sync_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let now = tokio::time::Instant::now();
@@ -293,9 +240,10 @@ impl<F: ProcessorFactory> SingleConsumer<F> {
                                     let entry = backoff.entry(shard_id.clone()).or_insert((0, tokio::time::Instant::now()));
                                     entry.0 = entry.0.saturating_add(1);
                                     let delay = config
+                                        .consumer
                                         .retry_min_delay
                                         .saturating_mul(1u32 << entry.0.min(16))
-                                        .min(config.retry_max_delay);
+                                        .min(config.consumer.retry_max_delay);
                                     entry.1 = tokio::time::Instant::now() + delay;
                                     tracing::warn!(shard = %shard_id, failures = entry.0, retry_in = ?delay, "shard consumer failed; backing off");
                                     metrics::counter!(super::metric::SHARD_BACKOFFS, "shard" => shard_id.to_string()).increment(1);
@@ -325,7 +273,7 @@ impl<F: ProcessorFactory> SingleConsumer<F> {
         for tx in running.values() {
             tx.send_replace(Control::Shutdown);
         }
-        let grace = self.ctx.config.shutdown_grace;
+        let grace = self.ctx.config.consumer.shutdown_grace;
         if tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} })
             .await
             .is_err()
@@ -435,7 +383,7 @@ impl<F: ProcessorFactory> SingleConsumer<F> {
         let descendant = shard
             .parents()
             .any(|p| matches!(plans.get(p), Some(Plan::Consume { .. } | Plan::Done)));
-        let checkpoint = match self.ctx.config.initial_position {
+        let checkpoint = match self.ctx.config.consumer.initial_position {
             initial if descendant => super::shard_sync::descendant_start(initial),
             InitialPosition::Latest if shard.is_closed() => return Plan::Skip,
             InitialPosition::Latest => ExtendedSequenceNumber::Latest,

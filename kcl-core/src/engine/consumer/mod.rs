@@ -85,7 +85,7 @@ pub(crate) fn start_position(
             (StartingPosition::TrimHorizon, None)
         }
         ExtendedSequenceNumber::Latest => (StartingPosition::Latest, None),
-        ExtendedSequenceNumber::AtTimestamp => match config.initial_position {
+        ExtendedSequenceNumber::AtTimestamp => match config.consumer.initial_position {
             super::InitialPosition::AtTimestamp(at) => (StartingPosition::AtTimestamp(at), None),
             // A lease written AT_TIMESTAMP by another application's
             // configuration: without a timestamp, the safe reading is all.
@@ -293,7 +293,7 @@ impl<F: ProcessorFactory> Consumer<F> {
             self.release(None).await;
             return Outcome::ShardEnded;
         }
-        if !self.ctx.config.ignore_shard_ordering {
+        if !self.ctx.config.consumer.ignore_shard_ordering {
             loop {
                 if self.is_lost() {
                     return Outcome::LeaseLost;
@@ -307,7 +307,7 @@ impl<F: ProcessorFactory> Consumer<F> {
                     Ok(false) => {}
                     Err(e) => tracing::warn!(error = %e, "checking the parents failed"),
                 }
-                let poll = self.ctx.config.parent_poll_interval;
+                let poll = self.ctx.config.consumer.parent_poll_interval;
                 self.pause(poll).await;
             }
         }
@@ -356,12 +356,12 @@ impl<F: ProcessorFactory> Consumer<F> {
             reopen_from: pinned,
             skip_through: skip,
             hash_key_range: self.lease.hash_key_range,
-            max_records: self.ctx.config.prefetch_max_records,
-            max_bytes: self.ctx.config.prefetch_max_bytes,
-            batch_records: self.ctx.config.max_records,
-            deliver_empty: self.ctx.config.deliver_empty_batches,
-            retry_min_delay: self.ctx.config.retry_min_delay,
-            retry_max_delay: self.ctx.config.retry_max_delay,
+            max_records: self.ctx.config.consumer.prefetch_max_records,
+            max_bytes: self.ctx.config.consumer.prefetch_max_bytes,
+            batch_records: self.ctx.config.consumer.max_records,
+            deliver_empty: self.ctx.config.consumer.deliver_empty_batches,
+            retry_min_delay: self.ctx.config.consumer.retry_min_delay,
+            retry_max_delay: self.ctx.config.consumer.retry_max_delay,
         });
         let _abort = AbortOnDrop(handle);
         loop {
@@ -399,7 +399,8 @@ impl<F: ProcessorFactory> Consumer<F> {
             // moved into the input, never copied.
             // An empty read reaches the processor only when configured
             // (and never at the shard's end, where `shard_ended` follows).
-            let empty_call = self.ctx.config.deliver_empty_batches && batch.shard_end.is_none();
+            let empty_call =
+                self.ctx.config.consumer.deliver_empty_batches && batch.shard_end.is_none();
             if !batch.records.is_empty() || empty_call {
                 let chunk = Arc::new(batch.records);
                 if let Some(last) = chunk.last() {
@@ -447,9 +448,12 @@ impl<F: ProcessorFactory> Consumer<F> {
         if self.start_override.is_some() || self.lease.pinned_start.is_some() {
             return Ok(false);
         }
-        let at = match (&self.lease.checkpoint, self.ctx.config.initial_position) {
+        let at = match (
+            &self.lease.checkpoint,
+            self.ctx.config.consumer.initial_position,
+        ) {
             (ExtendedSequenceNumber::Latest, _) => std::time::SystemTime::now()
-                .checked_sub(self.ctx.config.pin_clock_margin)
+                .checked_sub(self.ctx.config.consumer.pin_clock_margin)
                 .unwrap_or(std::time::SystemTime::UNIX_EPOCH),
             (ExtendedSequenceNumber::AtTimestamp, super::InitialPosition::AtTimestamp(at)) => at,
             _ => return Ok(false),
@@ -509,7 +513,7 @@ impl<F: ProcessorFactory> Consumer<F> {
         cp: &mut Checkpointer,
         call: Call<'_>,
     ) -> Step {
-        let mut delay = self.ctx.config.retry_min_delay;
+        let mut delay = self.ctx.config.consumer.retry_min_delay;
         loop {
             let result = match &call {
                 Call::Initialize(input) => {
@@ -554,7 +558,7 @@ impl<F: ProcessorFactory> Consumer<F> {
             }
             metrics::counter!(metric::PROCESSOR_ERRORS, "shard" => self.shard().to_string())
                 .increment(1);
-            match self.ctx.config.error_policy {
+            match self.ctx.config.consumer.error_policy {
                 ProcessorErrorPolicy::Skip => {
                     tracing::warn!(call = call.name(), error = %error, "processor failed; skipping, as configured");
                     if matches!(call, Call::Process(_)) {
@@ -575,7 +579,7 @@ impl<F: ProcessorFactory> Consumer<F> {
                             Step::Control
                         };
                     }
-                    delay = (delay * 2).min(self.ctx.config.retry_max_delay);
+                    delay = (delay * 2).min(self.ctx.config.consumer.retry_max_delay);
                 }
             }
         }
@@ -626,7 +630,12 @@ impl<F: ProcessorFactory> Consumer<F> {
         // Hold the lease a moment so a processor that always panics does not
         // spin; then let any worker start a fresh processor from the last
         // checkpoint.
-        let pause = self.ctx.config.retry_max_delay.min(Duration::from_secs(1));
+        let pause = self
+            .ctx
+            .config
+            .consumer
+            .retry_max_delay
+            .min(Duration::from_secs(1));
         self.pause(pause).await;
         if !self.lost.is_cancelled() {
             self.release(None).await;
