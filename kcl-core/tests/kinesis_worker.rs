@@ -1,7 +1,8 @@
 //! Several workers on the memory store drain a multi-shard stream served by
 //! a real Kinesis emulator, through `KinesisSource`: a split and a merge
 //! mid-run, a worker stopped mid-run (its shards move), and the initial
-//! positions LATEST and AT_TIMESTAMP. Run against ferrokinesis in-process
+//! positions LATEST and AT_TIMESTAMP, and a crash before the first
+//! checkpoint at LATEST (the peer reads from the pinned start). Run against ferrokinesis in-process
 //! and, when `KCL_TEST_KINESIS_ENDPOINT` is set, kinesis-mock; each by
 //! polling and by enhanced fan-out.
 #![cfg(all(feature = "kinesis", feature = "testkit"))]
@@ -339,6 +340,65 @@ async fn initial_positions(endpoint: &str, mode: Mode) {
     );
     assert_eq!(at.payloads(), want_at, "AT_TIMESTAMP starts at the time");
     support::delete_stream(&c, &stream).await;
+}
+
+/// Issue 11, path 4, through the real retrieval: a worker at LATEST sees
+/// 5 records and crashes before checkpointing them; 5 more are put; a
+/// peer at LATEST takes over and reads from the pinned start
+/// (`AT_TIMESTAMP` on the emulator), so all 10 are processed.
+async fn a_crash_before_the_first_checkpoint_at_latest_loses_nothing(endpoint: &str) {
+    let stream = support::unique_stream("pinned");
+    let c = support::client(endpoint);
+    support::create_stream(&c, &stream, 1).await;
+    support::put(&c, &stream, "before", 5).await;
+    let source = fast_source(endpoint, &stream, Mode::Polling, "pinned").await;
+    let mut fleet = Fleet::new();
+    fleet.start("a", source.clone(), InitialPosition::Latest);
+    let start = Instant::now();
+    while fleet.owners().await.values().sum::<usize>() < 1 {
+        assert!(start.elapsed() < Duration::from_secs(20));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Its reader is open at LATEST; its processor never checkpoints.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    fleet.recorder.set_blocked("a", true);
+    support::put(&c, &stream, "first", 5).await;
+    fleet
+        .wait_for(&tags("first", 5), Duration::from_secs(20))
+        .await;
+    let (_, run) = fleet.workers.remove("a").unwrap();
+    run.abort();
+    let _ = run.await;
+    support::put(&c, &stream, "second", 5).await;
+    fleet.start("b", source, InitialPosition::Latest);
+    let mut want = tags("first", 5);
+    want.extend(tags("second", 5));
+    let by_b = |fleet: &Fleet| -> BTreeSet<String> {
+        fleet
+            .recorder
+            .processed()
+            .iter()
+            .filter(|p| p.worker == "b")
+            .map(|p| String::from_utf8(p.data.to_vec()).unwrap())
+            .collect()
+    };
+    let start = Instant::now();
+    while !want.is_subset(&by_b(&fleet)) {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the peer missed {:?}",
+            want.difference(&by_b(&fleet)).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    fleet.stop_all().await;
+    support::delete_stream(&c, &stream).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ferrokinesis_a_crash_before_the_first_checkpoint_at_latest_loses_nothing() {
+    let s = embedded::start(embedded::fast_options()).await.unwrap();
+    a_crash_before_the_first_checkpoint_at_latest_loses_nothing(&s.endpoint).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
