@@ -22,7 +22,12 @@ start_dynamo() {
     fi
     local port
     port=$(free_port)
-    "$moto" -H 127.0.0.1 -p "$port" >"$STATE_DIR/moto.log" 2>&1 &
+    # The Python beside moto_server (the venv's, or pyenv's shim) runs it
+    # one request at a time: see moto_serial.py for why.
+    local python
+    python="$(dirname "$moto")/python3"
+    [ -x "$python" ] || python=python3
+    "$python" scripts/servers/moto_serial.py 127.0.0.1 "$port" >"$STATE_DIR/moto.log" 2>&1 &
     STARTED_PIDS+=("$!")
     wait_for_port "$port" 60
     export KCL_TEST_DYNAMO_ENDPOINT="http://127.0.0.1:$port"
