@@ -25,8 +25,15 @@ def main() -> None:
 
     def one_at_a_time(environ, start_response):
         with lock:
-            # The whole body is produced inside the lock.
-            return list(app(environ, start_response))
+            # The whole body is produced inside the lock, and the
+            # response closed there, as WSGI asks of a server.
+            body = app(environ, start_response)
+            try:
+                return list(body)
+            finally:
+                close = getattr(body, "close", None)
+                if close is not None:
+                    close()
 
     run_simple(host, port, one_at_a_time, threaded=True)
 
