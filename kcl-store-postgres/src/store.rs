@@ -360,13 +360,7 @@ impl LeaseStore for PostgresStore {
             || Error::lease_fenced(&observed.shard_id),
         )
         .await
-        .map_err(|e| match e {
-            Error::Conflict { lease, .. } => Error::conflict(
-                lease,
-                "owner or generation changed since the lease was observed, or it has no owner",
-            ),
-            other => other,
-        })
+        .map_err(observed_changed)
         .map(drop)
     }
 
@@ -444,13 +438,7 @@ impl LeaseStore for PostgresStore {
             || Error::lease_fenced(&observed.shard_id),
         )
         .await
-        .map_err(|e| match e {
-            Error::Conflict { lease, .. } => Error::conflict(
-                lease,
-                "owner or generation changed since the lease was observed, or it has no owner",
-            ),
-            other => other,
-        })
+        .map_err(observed_changed)
         .map(drop)
     }
 
@@ -556,5 +544,17 @@ impl CheckpointStore for PostgresStore {
                 "{checkpoint} is below the stored checkpoint of {shard_id}"
             )),
         })
+    }
+}
+
+/// A fenced write on an *observed* lease (a hand-off request or its
+/// withdrawal) names what a Conflict means there.
+fn observed_changed(e: Error) -> Error {
+    match e {
+        Error::Conflict { lease, .. } => Error::conflict(
+            lease,
+            "owner or generation changed since the lease was observed, or it has no owner",
+        ),
+        other => other,
     }
 }

@@ -41,11 +41,7 @@ pub async fn shard_lag(
     checkpoint: &ExtendedSequenceNumber,
     limit: u64,
 ) -> Result<ShardLag, AdminError> {
-    let request = client
-        .get_shard_iterator()
-        .set_stream_name(stream_name(stream))
-        .set_stream_arn(stream_arn(stream))
-        .shard_id(shard.as_str());
+    let request = iterator_request(client, stream, shard);
     let request = match checkpoint {
         ExtendedSequenceNumber::ShardEnd | ExtendedSequenceNumber::Latest => {
             return Ok(ShardLag::default());
@@ -66,13 +62,7 @@ pub async fn shard_lag(
     let mut lag = ShardLag::default();
     let mut first = true;
     while let Some(it) = iterator {
-        let out = client
-            .get_records()
-            .shard_iterator(it)
-            .limit(10_000)
-            .send()
-            .await
-            .map_err(|e| kinesis_error(&what, e))?;
+        let out = read(client, it, 10_000, &what).await?;
         let behind = out.millis_behind_latest.unwrap_or(0);
         if first {
             lag.millis_behind = behind;
@@ -100,11 +90,7 @@ pub async fn sequence_in_shard(
     sequence: &str,
 ) -> Result<bool, AdminError> {
     let what = format!("shard {shard} of stream {stream}");
-    let out = client
-        .get_shard_iterator()
-        .set_stream_name(stream_name(stream))
-        .set_stream_arn(stream_arn(stream))
-        .shard_id(shard.as_str())
+    let out = iterator_request(client, stream, shard)
         .shard_iterator_type(ShardIteratorType::AtSequenceNumber)
         .starting_sequence_number(sequence)
         .send()
@@ -124,13 +110,7 @@ pub async fn sequence_in_shard(
     let Some(iterator) = iterator else {
         return Ok(false);
     };
-    let out = client
-        .get_records()
-        .shard_iterator(iterator)
-        .limit(1)
-        .send()
-        .await
-        .map_err(|e| kinesis_error(&what, e))?;
+    let out = read(client, iterator, 1, &what).await?;
     Ok(out
         .records
         .first()
@@ -155,11 +135,7 @@ pub async fn checkpoint_before(
     let longest = Duration::from_secs(400 * 24 * 3600);
     loop {
         let from = at.checked_sub(window).unwrap_or(SystemTime::UNIX_EPOCH);
-        let out = client
-            .get_shard_iterator()
-            .set_stream_name(stream_name(stream))
-            .set_stream_arn(stream_arn(stream))
-            .shard_id(shard.as_str())
+        let out = iterator_request(client, stream, shard)
             .shard_iterator_type(ShardIteratorType::AtTimestamp)
             .timestamp(DateTime::from(from))
             .send()
@@ -169,13 +145,7 @@ pub async fn checkpoint_before(
         let mut last_before: Option<String> = None;
         let mut reached = false;
         while let Some(it) = iterator {
-            let out = client
-                .get_records()
-                .shard_iterator(it)
-                .limit(10_000)
-                .send()
-                .await
-                .map_err(|e| kinesis_error(&what, e))?;
+            let out = read(client, it, 10_000, &what).await?;
             for record in &out.records {
                 let arrival = record
                     .approximate_arrival_timestamp()
@@ -199,6 +169,36 @@ pub async fn checkpoint_before(
         }
         window *= 2;
     }
+}
+
+/// A `GetShardIterator` request for `shard` of `stream` (a name or an ARN).
+fn iterator_request(
+    client: &Client,
+    stream: &str,
+    shard: &ShardId,
+) -> aws_sdk_kinesis::operation::get_shard_iterator::builders::GetShardIteratorFluentBuilder {
+    client
+        .get_shard_iterator()
+        .set_stream_name(stream_name(stream))
+        .set_stream_arn(stream_arn(stream))
+        .shard_id(shard.as_str())
+}
+
+/// One `GetRecords` call of at most `limit` records; `what` names the
+/// shard in an error.
+async fn read(
+    client: &Client,
+    iterator: String,
+    limit: i32,
+    what: &str,
+) -> Result<aws_sdk_kinesis::operation::get_records::GetRecordsOutput, AdminError> {
+    client
+        .get_records()
+        .shard_iterator(iterator)
+        .limit(limit)
+        .send()
+        .await
+        .map_err(|e| kinesis_error(what, e))
 }
 
 fn same_number(a: &str, b: &str) -> bool {
@@ -230,11 +230,7 @@ pub async fn records_between(
     if from >= to {
         return Ok(0);
     }
-    let request = client
-        .get_shard_iterator()
-        .set_stream_name(stream_name(stream))
-        .set_stream_arn(stream_arn(stream))
-        .shard_id(shard.as_str());
+    let request = iterator_request(client, stream, shard);
     let request = match from.sequence_number() {
         Some(seq) => request
             .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
@@ -249,13 +245,7 @@ pub async fn records_between(
         .shard_iterator;
     let mut count = 0;
     while let Some(it) = iterator {
-        let out = client
-            .get_records()
-            .shard_iterator(it)
-            .limit(10_000)
-            .send()
-            .await
-            .map_err(|e| kinesis_error(&what, e))?;
+        let out = read(client, it, 10_000, &what).await?;
         for record in &out.records {
             let seq: kcl_core::SequenceNumber = record.sequence_number().parse()?;
             if seq > *to_seq {
