@@ -11,6 +11,7 @@ pub mod retrieval;
 mod sequence;
 mod store;
 pub mod store_url;
+pub mod stream;
 
 #[cfg(feature = "testkit")]
 pub mod testkit;

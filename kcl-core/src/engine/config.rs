@@ -15,7 +15,7 @@ use super::consumer_config::ConsumerConfig;
 
 /// Where a shard with no checkpoint and no ancestor in the lease table
 /// starts. Descendants of leased shards always start at `TRIM_HORIZON`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum InitialPosition {
     /// The oldest record still in the stream. The default.
     #[default]

@@ -52,13 +52,35 @@ pub(crate) async fn sync_listed(
 ) -> Result<usize> {
     let shards = source.list_shards().await?;
     let mut created = 0;
-    for lease in leases_to_create(&shards, leased, initial) {
-        if retry_store(|| store.create_lease_if_absent(&lease)).await? {
-            tracing::info!(shard = %lease.shard_id, checkpoint = %lease.checkpoint, "created lease");
-            created += 1;
+    for (initial, shards) in by_initial_position(source.as_ref(), shards, initial) {
+        for lease in leases_to_create(&shards, leased, initial) {
+            if retry_store(|| store.create_lease_if_absent(&lease)).await? {
+                tracing::info!(shard = %lease.shard_id, checkpoint = %lease.checkpoint, "created lease");
+                created += 1;
+            }
         }
     }
+    for key in source.retired_leases(leased) {
+        retry_store(|| store.delete_lease(&key)).await?;
+        tracing::info!(shard = %key, "deleted the lease of a stream no longer read");
+    }
     Ok(created)
+}
+
+/// The shards grouped by the initial position of their stream (the
+/// source's, else `initial`). A lineage never crosses streams, so planning
+/// each group alone is planning each stream alone.
+fn by_initial_position(
+    source: &dyn ShardSource,
+    shards: Vec<ShardDescription>,
+    initial: InitialPosition,
+) -> HashMap<InitialPosition, Vec<ShardDescription>> {
+    let mut groups: HashMap<InitialPosition, Vec<ShardDescription>> = HashMap::new();
+    for shard in shards {
+        let position = source.initial_position(&shard.shard_id).unwrap_or(initial);
+        groups.entry(position).or_default().push(shard);
+    }
+    groups
 }
 
 /// The leases to create, parents before children.

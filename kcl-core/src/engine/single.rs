@@ -383,7 +383,7 @@ impl<F: ProcessorFactory> SingleConsumer<F> {
         let descendant = shard
             .parents()
             .any(|p| matches!(plans.get(p), Some(Plan::Consume { .. } | Plan::Done)));
-        let checkpoint = match self.ctx.config.consumer.initial_position {
+        let checkpoint = match self.ctx.initial_position(id) {
             initial if descendant => super::shard_sync::descendant_start(initial),
             InitialPosition::Latest if shard.is_closed() => return Plan::Skip,
             InitialPosition::Latest => ExtendedSequenceNumber::Latest,

@@ -11,6 +11,7 @@
 pub mod kinesis;
 mod record;
 
+use std::collections::HashSet;
 use std::fmt::Debug;
 use std::time::SystemTime;
 
@@ -18,6 +19,7 @@ use async_trait::async_trait;
 
 pub use record::Record;
 
+use crate::engine::InitialPosition;
 use crate::error::Result;
 use crate::ids::{HashKeyRange, ShardId};
 use crate::sequence::SequenceNumber;
@@ -109,6 +111,24 @@ pub trait ShardSource: Send + Sync + Debug {
         shard_id: &ShardId,
         from: StartingPosition,
     ) -> Result<Box<dyn ShardReader>>;
+
+    /// Where `shard_id` starts when it has no leased ancestor, if this
+    /// source decides (a [`MultiStreamSource`](crate::stream::MultiStreamSource):
+    /// its stream's own position); `None`, the default: the worker's
+    /// `initial_position`.
+    fn initial_position(&self, shard_id: &ShardId) -> Option<InitialPosition> {
+        let _ = shard_id;
+        None
+    }
+
+    /// Of the lease keys `leased` (every lease in the table), those of
+    /// shards this source no longer reads whose leases the shard sync
+    /// should delete now (a multi-stream source: a stream removed from its
+    /// tracker, after its delay). Default: none.
+    fn retired_leases(&self, leased: &HashSet<ShardId>) -> Vec<ShardId> {
+        let _ = leased;
+        Vec::new()
+    }
 }
 
 /// Reads one shard in order.

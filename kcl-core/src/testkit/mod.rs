@@ -7,12 +7,14 @@
 //!   expiry, injected faults) to run the engine and your processors on.
 //! - [`engine`]: recording processors and a pausable lease store for
 //!   engine tests.
+//! - [`multistream`]: the many-streams scenario every store runs.
 //! - [`server_from_env`]: how server-backed tests find their server, and
 //!   skip (or, in CI, fail) without one.
 
 pub mod conformance;
 pub mod engine;
 pub mod fake_stream;
+pub mod multistream;
 mod servers;
 
 pub use fake_stream::{FakeRecord, FakeStream, FakeStreamConfig, FakeStreamStats, Fault};

@@ -100,7 +100,7 @@ impl<F: ProcessorFactory> Consumer<F> {
                 tracing::info!(child = %child.shard_id, "deferring a merge child until its other parent has a lease");
                 continue;
             }
-            let start = shard_sync::descendant_start(self.ctx.config.consumer.initial_position);
+            let start = shard_sync::descendant_start(self.ctx.initial_position(self.shard()));
             let lease = Lease::new(child.shard_id.clone(), start)
                 .with_parents(child.parent_shard_ids.iter().cloned())
                 .with_hash_key_range(child.hash_key_range);

@@ -73,19 +73,29 @@ pub(crate) struct ConsumerContext<F> {
     pub(crate) factory: Arc<F>,
 }
 
+impl<F> ConsumerContext<F> {
+    /// The initial position of `shard`'s stream: the source's (one per
+    /// stream of a multi-stream source), else the worker's.
+    pub(crate) fn initial_position(&self, shard: &ShardId) -> super::InitialPosition {
+        self.source
+            .initial_position(shard)
+            .unwrap_or(self.config.consumer.initial_position)
+    }
+}
+
 /// Where a reader starts for a checkpoint, and which records to drop
 /// after it (the checkpointed record itself, and the sub-records of an
 /// aggregate up to the checkpointed one).
 pub(crate) fn start_position(
     checkpoint: &ExtendedSequenceNumber,
-    config: &WorkerConfig,
+    initial: super::InitialPosition,
 ) -> (StartingPosition, Option<ExtendedSequenceNumber>) {
     match checkpoint {
         ExtendedSequenceNumber::TrimHorizon | ExtendedSequenceNumber::ShardEnd => {
             (StartingPosition::TrimHorizon, None)
         }
         ExtendedSequenceNumber::Latest => (StartingPosition::Latest, None),
-        ExtendedSequenceNumber::AtTimestamp => match config.consumer.initial_position {
+        ExtendedSequenceNumber::AtTimestamp => match initial {
             super::InitialPosition::AtTimestamp(at) => (StartingPosition::AtTimestamp(at), None),
             // A lease written AT_TIMESTAMP by another application's
             // configuration: without a timestamp, the safe reading is all.
@@ -347,7 +357,10 @@ impl<F: ProcessorFactory> Consumer<F> {
             // A re-open of a lease still at LATEST / AT_TIMESTAMP reads
             // from where the first open pinned it, never from a new LATEST.
             (None, Some(at)) if !first_open => (at.clone(), None),
-            (None, _) => start_position(&self.lease.checkpoint, &self.ctx.config),
+            (None, _) => start_position(
+                &self.lease.checkpoint,
+                self.ctx.initial_position(self.shard()),
+            ),
         };
         let (mut rx, handle) = prefetch::spawn(PrefetchSpec {
             source: Arc::clone(&self.ctx.source),
@@ -450,7 +463,7 @@ impl<F: ProcessorFactory> Consumer<F> {
         }
         let at = match (
             &self.lease.checkpoint,
-            self.ctx.config.consumer.initial_position,
+            self.ctx.initial_position(self.shard()),
         ) {
             (ExtendedSequenceNumber::Latest, _) => std::time::SystemTime::now()
                 .checked_sub(self.ctx.config.consumer.pin_clock_margin)
