@@ -55,6 +55,14 @@ pub struct Lease {
     /// Whole milliseconds (see [`Lease::millis_since_epoch`]); cleared by
     /// `reset_checkpoint`; meaningless once the checkpoint is a record.
     pub pinned_start: Option<SystemTime>,
+    /// How many bytes per second the shard carries lately: an exponential
+    /// moving average of the bytes its consumer delivered, which the owner
+    /// records with each renew (Java KCL 3.x's `throughputKBps`, there in
+    /// KiB/s). Peers read it from their listings to balance by throughput.
+    /// `None` until some owner recorded it (a new lease, or one written by
+    /// Java KCL 2.x). Kept through takes, releases and checkpoints, so a
+    /// new owner starts from its predecessor's figure.
+    pub throughput_bytes_per_sec: Option<u64>,
 }
 
 impl Lease {
@@ -86,6 +94,7 @@ impl Lease {
             hash_key_range: None,
             handoff_to: None,
             pinned_start: None,
+            throughput_bytes_per_sec: None,
         }
     }
 

@@ -134,9 +134,12 @@ pub trait LeaseStore: Send + Sync + std::fmt::Debug {
     /// Returns the lease as stored after the write.
     async fn take_lease(&self, observed: &Lease, new_owner: &WorkerId) -> Result<Lease>;
 
-    /// Renew a held lease: `counter + 1`, fenced by owner and generation.
-    /// Returns the lease as stored after the write, so the holder sees a
-    /// `handoff_to` request and the latest checkpoint.
+    /// Renew a held lease: `counter + 1`, fenced by owner and generation,
+    /// and, when `held.throughput_bytes_per_sec` is `Some`, that figure
+    /// stored with it (`None` leaves the stored figure as it is; nothing
+    /// else but a create ever writes it). Returns the lease as stored after
+    /// the write, so the holder sees a `handoff_to` request and the latest
+    /// checkpoint.
     async fn renew_lease(&self, held: &Lease) -> Result<Lease>;
 
     /// Give up a held lease: to nobody (`to = None`, so any worker may take

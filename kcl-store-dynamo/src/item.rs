@@ -22,6 +22,7 @@
 //! | `kclrsHandoffTo` | S | kcl (Rust) | worker a hand-off was requested to |
 //! | `kclrsCreateToken` | S | kcl (Rust) | random token of the create that made the item (tells a retried create that it succeeded) |
 //! | `kclrsPinnedStart` | N | kcl (Rust) | where a lease still at `LATEST` / `AT_TIMESTAMP` starts reading, milliseconds since the Unix epoch (removed by our reset) |
+//! | `throughputKBps` | N | both (Java 3.x) | the lease's recent throughput in KiB/s (Java's unit: bytes / 1024, a decimal), written by our renewals; absent (Java 2.x, or never recorded) reads as none |
 //!
 //! Java KCL ignores attributes it does not know, so the `kclrs*`
 //! attributes survive Java's writes (Java never rewrites a whole item
@@ -95,6 +96,18 @@ pub const HANDOFF_TO: &str = "kclrsHandoffTo";
 /// Ours: the pinned start of a lease still at `LATEST` / `AT_TIMESTAMP`,
 /// milliseconds since the Unix epoch (N).
 pub const PINNED_START: &str = "kclrsPinnedStart";
+/// Java KCL 3.x: the lease's recent throughput, KiB/s (N, a decimal).
+pub const THROUGHPUT_KBPS: &str = "throughputKBps";
+
+/// A throughput in bytes per second as Java's `throughputKBps` (KiB/s):
+/// exact (a division by a power of two, printed in the shortest form
+/// that reads back the same) for rates below 2^53 bytes/s.
+pub(crate) fn throughput_kbps(bytes_per_sec: u64) -> AttributeValue {
+    // Rates above 2^53 bytes/s (8 PiB/s) lose their low bits, harmlessly.
+    #[allow(clippy::cast_precision_loss)]
+    let kib = bytes_per_sec as f64 / 1024.0;
+    n(kib)
+}
 
 /// Whether `item` is a lease: no `entityType`, or `entityType = LEASE`,
 /// as Java KCL 3.5's `fromDynamoRecord` reads the table (it skips every
@@ -168,6 +181,9 @@ pub(crate) fn lease_to_item(lease: &Lease) -> Item {
     if let Some(at) = lease.pinned_start {
         item.insert(PINNED_START.into(), n(Lease::millis_since_epoch(at)));
     }
+    if let Some(rate) = lease.throughput_bytes_per_sec {
+        item.insert(THROUGHPUT_KBPS.into(), throughput_kbps(rate));
+    }
     item
 }
 
@@ -211,6 +227,24 @@ impl<'a> Reader<'a> {
                 .parse::<u64>()
                 .map(Some)
                 .map_err(|_| self.bad(format!("{name} = {v} is not a non-negative integer"))),
+            Some(other) => Err(self.bad(format!("{name} is {other:?}, not a number"))),
+        }
+    }
+
+    /// A throughput in KiB/s (Java's `throughputKBps`, any non-negative
+    /// decimal) as whole bytes per second, rounded to the nearest.
+    fn throughput(&self, name: &str) -> Result<Option<u64>> {
+        match self.item.get(name) {
+            None | Some(AttributeValue::Null(_)) => Ok(None),
+            Some(AttributeValue::N(v)) => match v.parse::<f64>() {
+                Ok(kib) if kib.is_finite() && kib >= 0.0 => {
+                    // Saturates at u64::MAX: no rate is that high.
+                    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                    let bytes = (kib * 1024.0).round() as u64;
+                    Ok(Some(bytes))
+                }
+                _ => Err(self.bad(format!("{name} = {v} is not a non-negative rate"))),
+            },
             Some(other) => Err(self.bad(format!("{name} is {other:?}, not a number"))),
         }
     }
@@ -308,6 +342,7 @@ impl<'a> Reader<'a> {
                         .ok_or_else(|| self.bad(format!("{PINNED_START} = {ms} is out of range")))
                 })
                 .transpose()?,
+            throughput_bytes_per_sec: self.throughput(THROUGHPUT_KBPS)?,
         })
     }
 }

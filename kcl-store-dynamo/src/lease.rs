@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | create | `PutItem` of the whole item | no `leaseKey` (Java's create) |
 //! | take | `leaseOwner = W`, `leaseCounter = C+1`, generation + 1, `ownerSwitchesSinceCheckpoint + 1` when the owner changes, remove `checkpointOwner` and `kclrsHandoffTo` | `leaseCounter = C` (Java's take) and generation and owner as observed |
-//! | renew | `leaseCounter + 1` | owner and generation |
+//! | renew | `leaseCounter + 1`, `throughputKBps` when the holder has a figure | owner and generation |
 //! | release | `leaseCounter + 1`, generation + 1, `leaseOwner` removed (Java's evict) or set to the receiver | owner and generation |
 //! | request hand-off | `kclrsHandoffTo = W` | owner and generation |
 //! | checkpoint / prepare | see [`crate::checkpoint`]; `leaseCounter + 1` as Java's `updateLease` | owner, generation and the checkpoint read |
@@ -30,7 +30,7 @@ use crate::expr::Update;
 use crate::item::{
     CHECKPOINT, CHECKPOINT_OWNER, CHECKPOINT_SUB, CHILDREN, CREATE_TOKEN, GENERATION, HANDOFF_TO,
     LEASE_COUNTER, LEASE_KEY, LEASE_OWNER, OWNER_SWITCHES, PENDING, PENDING_STATE, PENDING_SUB,
-    PINNED_START, lease_to_item, n, s, shard_set,
+    PINNED_START, THROUGHPUT_KBPS, lease_to_item, n, s, shard_set, throughput_kbps,
 };
 use crate::requests::record_capacity;
 use crate::store::{DynamoStore, Outcome, conflict};
@@ -189,6 +189,9 @@ impl DynamoStore {
     pub(crate) async fn renew(&self, held: &Lease) -> Result<Lease> {
         let mut update = fenced_update(held)?;
         update.add(LEASE_COUNTER, 1);
+        if let Some(rate) = held.throughput_bytes_per_sec {
+            update.set(THROUGHPUT_KBPS, throughput_kbps(rate));
+        }
         self.fenced(held, update).await
     }
 

@@ -107,8 +107,8 @@ fn shape(item: &HashMap<String, AttributeValue>) -> BTreeMap<String, &'static st
     item.iter().map(|(k, v)| (k.clone(), type_of(v))).collect()
 }
 
-/// Java's names and types, plus ours (`kclrsGeneration`, `kclrsHandoffTo`,
-/// `kclrsCreateToken`).
+/// Java's names and types (3.x's `throughputKBps` among them), plus ours
+/// (`kclrsGeneration`, `kclrsHandoffTo`, `kclrsCreateToken`).
 fn allowed_type(name: &str) -> Option<&'static str> {
     Some(match name {
         "leaseKey" | "leaseOwner" | "checkpoint" | "pendingCheckpoint" | "startingHashKey"
@@ -117,7 +117,8 @@ fn allowed_type(name: &str) -> Option<&'static str> {
         | "checkpointSubSequenceNumber"
         | "pendingCheckpointSubSequenceNumber"
         | "ownerSwitchesSinceCheckpoint"
-        | "kclrsGeneration" => "N",
+        | "kclrsGeneration"
+        | "throughputKBps" => "N",
         "pendingCheckpointState" => "B",
         "parentShardId" | "childShardIds" => "SS",
         _ => return None,
@@ -307,7 +308,25 @@ async fn reads_every_item_shape_java_writes() {
         assert_eq!(lease.hash_key_range, Some(HashKeyRange::FULL));
         assert!(lease.parent_shard_ids.is_empty() && lease.child_shard_ids.is_empty());
         assert_eq!(lease.pending_checkpoint, None);
+        assert_eq!(
+            lease.throughput_bytes_per_sec, None,
+            "a Java 2.x item has no throughput"
+        );
     }
+
+    // Java 3.x records a lease's throughput as a decimal number of KiB/s.
+    let mut measured = java_new_lease(shard(10).as_str(), "TRIM_HORIZON");
+    measured.insert(
+        "throughputKBps".into(),
+        AttributeValue::N("12.5".to_string()),
+    );
+    put(&client, &store, measured).await;
+    let lease = store.get_lease(&shard(10)).await.unwrap().unwrap();
+    assert_eq!(
+        lease.throughput_bytes_per_sec,
+        Some(12_800),
+        "12.5 KiB/s is 12,800 bytes/s"
+    );
 
     // A finished parent of a split: SHARD_END, children, owned by Java.
     let mut ended = java_new_lease(shard(3).as_str(), "SHARD_END");
@@ -378,7 +397,7 @@ async fn reads_every_item_shape_java_writes() {
         })
     );
 
-    assert_eq!(store.list_leases().await.unwrap().len(), 6);
+    assert_eq!(store.list_leases().await.unwrap().len(), 7);
 }
 
 #[tokio::test]
@@ -652,6 +671,17 @@ async fn items_we_write_have_exactly_java_names_and_types() {
     let requested = raw(&client, &store, &full.shard_id).await;
     assert_java_shaped(&requested);
     assert_eq!(requested["kclrsHandoffTo"], s("other"));
+
+    let mut measured = held.clone();
+    measured.throughput_bytes_per_sec = Some(1_234_567);
+    store.renew_lease(&measured).await.unwrap();
+    let renewed = raw(&client, &store, &full.shard_id).await;
+    assert_java_shaped(&renewed);
+    assert_eq!(
+        renewed["throughputKBps"],
+        AttributeValue::N("1205.6318359375".to_string()),
+        "Java's unit: KiB/s"
+    );
 
     store
         .update_checkpoint(&held, &seq(BIGGER, 0))

@@ -171,6 +171,9 @@ impl LeaseStore for MemoryStore {
         self.with(|ns| {
             let lease = ns.held(held)?;
             lease.counter = next(&held.shard_id, "counter", lease.counter)?;
+            if let Some(rate) = held.throughput_bytes_per_sec {
+                lease.throughput_bytes_per_sec = Some(rate);
+            }
             Ok(lease.clone())
         })
     }

@@ -31,6 +31,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
         include_str!("../migrations/0001_leases_workers_checkpoints.sql"),
     ),
     (2, include_str!("../migrations/0002_pinned_start.sql")),
+    (3, include_str!("../migrations/0003_throughput.sql")),
 ];
 
 fn render(sql: &str, tables: &Tables) -> String {

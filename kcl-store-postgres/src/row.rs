@@ -20,7 +20,8 @@ pub(crate) const LEASE_COLUMNS: &str = "shard_id, owner, counter, generation, \
      checkpoint_rank, checkpoint_seq::text AS checkpoint_seq, checkpoint_sub, \
      pending_rank, pending_seq::text AS pending_seq, pending_sub, pending_state, \
      owner_switches, parent_shard_ids, child_shard_ids, \
-     hash_key_start::text AS hash_key_start, hash_key_end::text AS hash_key_end, handoff_to, pinned_start_ms";
+     hash_key_start::text AS hash_key_start, hash_key_end::text AS hash_key_end, handoff_to, pinned_start_ms, \
+     throughput_bytes_per_sec";
 
 /// A position as bound to a statement: rank, sequence digits, sub-sequence.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -156,6 +157,11 @@ pub(crate) fn lease_from_row(row: &PgRow) -> Result<Lease> {
                     .ok()
                     .and_then(Lease::instant_from_millis)
                     .ok_or_else(|| corrupt(format!("stored pinned start {ms}")))
+            })
+            .transpose()?,
+        throughput_bytes_per_sec: get::<Option<i64>>(row, "throughput_bytes_per_sec")?
+            .map(|rate| {
+                u64::try_from(rate).map_err(|_| corrupt(format!("stored throughput {rate}")))
             })
             .transpose()?,
     })

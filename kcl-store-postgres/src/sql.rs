@@ -71,9 +71,10 @@ impl Statements {
                      checkpoint_rank, checkpoint_seq, checkpoint_sub,
                      pending_rank, pending_seq, pending_sub, pending_state,
                      owner_switches, parent_shard_ids, child_shard_ids,
-                     hash_key_start, hash_key_end, handoff_to, pinned_start_ms)
+                     hash_key_start, hash_key_end, handoff_to, pinned_start_ms,
+                     throughput_bytes_per_sec)
                  VALUES ($1, $2, $3, $4, $5, $6, $7::numeric, $8, $9, $10::numeric, $11, $12,
-                     $13, $14, $15, $16::numeric, $17::numeric, $18, $19)
+                     $13, $14, $15, $16::numeric, $17::numeric, $18, $19, $20)
                  ON CONFLICT (application, shard_id) DO NOTHING
                  RETURNING 1"
             ),
@@ -101,7 +102,14 @@ impl Statements {
                  SELECT upd.*, EXISTS (SELECT 1 FROM cur) AS cur_exists
                  FROM (SELECT 1) AS one LEFT JOIN upd ON true"
             ),
-            renew_lease: fenced_write(&leases, "counter = counter + 1", false, LEASE_COLUMNS),
+            // $5: the throughput to record, or NULL to keep the stored one.
+            renew_lease: fenced_write(
+                &leases,
+                "counter = counter + 1,
+                 throughput_bytes_per_sec = COALESCE($5::bigint, throughput_bytes_per_sec)",
+                false,
+                LEASE_COLUMNS,
+            ),
             release_lease: fenced(
                 "owner_switches = owner_switches
                      + CASE WHEN $5::text IS NOT NULL AND $5::text IS DISTINCT FROM owner

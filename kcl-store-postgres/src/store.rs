@@ -259,6 +259,12 @@ impl LeaseStore for PostgresStore {
                     .pinned_start
                     .map(|at| signed(Lease::millis_since_epoch(at), "pinned start"))
                     .transpose()?,
+            )
+            .bind(
+                lease
+                    .throughput_bytes_per_sec
+                    .map(|rate| signed(rate, "throughput"))
+                    .transpose()?,
             );
         let created = query
             .fetch_optional(&self.lease_pool)
@@ -329,11 +335,15 @@ impl LeaseStore for PostgresStore {
     }
 
     async fn renew_lease(&self, held: &Lease) -> Result<Lease> {
+        let rate = held
+            .throughput_bytes_per_sec
+            .map(|rate| signed(rate, "throughput"))
+            .transpose()?;
         let row = self
             .fenced_write(
                 &self.sql.renew_lease,
                 held,
-                |q| q,
+                |q| q.bind(rate),
                 || Error::lease_fenced(&held.shard_id),
             )
             .await?;

@@ -57,7 +57,8 @@ async fn many_workers_starting_at_once_migrate_once() {
         versions,
         vec![
             ("leases,workers,checkpoints".to_string(), 1),
-            ("leases,workers,checkpoints".to_string(), 2)
+            ("leases,workers,checkpoints".to_string(), 2),
+            ("leases,workers,checkpoints".to_string(), 3)
         ],
         "each migration recorded exactly once"
     );

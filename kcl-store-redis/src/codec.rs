@@ -33,6 +33,8 @@ pub(crate) const HASH_KEY_END: &str = "hash_key_end";
 pub(crate) const HANDOFF_TO: &str = "handoff_to";
 /// Milliseconds since the Unix epoch, decimal.
 pub(crate) const PINNED_START: &str = "pinned_start";
+/// Bytes per second, decimal.
+pub(crate) const THROUGHPUT: &str = "throughput_bytes_per_sec";
 
 /// The largest counter `HINCRBY` can hold.
 const MAX_COUNTER: u64 = i64::MAX as u64;
@@ -115,6 +117,9 @@ pub(crate) fn lease_to_fields(lease: &Lease) -> Result<Vec<(&'static str, Vec<u8
             PINNED_START,
             Lease::millis_since_epoch(at).to_string().into_bytes(),
         ));
+    }
+    if let Some(rate) = lease.throughput_bytes_per_sec {
+        fields.push((THROUGHPUT, rate.to_string().into_bytes()));
     }
     Ok(fields)
 }
@@ -205,6 +210,13 @@ pub(crate) fn lease_from_fields(mut fields: Fields) -> Result<Option<Lease>> {
                 .ok_or_else(|| malformed(format!("lease {shard}: pinned start {ms:?}")))?,
         ),
     };
+    let throughput_bytes_per_sec = match text(THROUGHPUT)? {
+        None => None,
+        Some(rate) => Some(
+            rate.parse::<u64>()
+                .map_err(|_| malformed(format!("lease {shard}: throughput {rate:?}")))?,
+        ),
+    };
     let pending_checkpoint =
         position(&shard, pending_value, pending_sub)?.map(|sequence| PendingCheckpoint {
             sequence,
@@ -235,6 +247,7 @@ pub(crate) fn lease_from_fields(mut fields: Fields) -> Result<Option<Lease>> {
         hash_key_range,
         handoff_to,
         pinned_start,
+        throughput_bytes_per_sec,
     }))
 }
 
@@ -331,6 +344,7 @@ mod tests {
         lease.owner_switches_since_checkpoint = 2;
         lease.handoff_to = Some(WorkerId::new("w-2").unwrap());
         lease.pinned_start = Lease::instant_from_millis(1_700_000_000_123);
+        lease.throughput_bytes_per_sec = Some(u64::MAX);
         lease.pending_checkpoint = Some(PendingCheckpoint {
             sequence: ExtendedSequenceNumber::ShardEnd,
             state: Some(vec![0, 255, b'\n']),
@@ -393,6 +407,8 @@ mod tests {
             (OWNER, b"\xff"),
             (PINNED_START, b"soon"),
             (PINNED_START, b"18446744073709551616"),
+            (THROUGHPUT, b"-1"),
+            (THROUGHPUT, b"1.5"),
         ] {
             let mut fields = good();
             fields.insert(field.into(), value.to_vec());

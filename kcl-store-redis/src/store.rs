@@ -328,7 +328,12 @@ impl LeaseStore for RedisStore {
     }
 
     async fn renew_lease(&self, held: &Lease) -> Result<Lease> {
-        let reply = self.fenced(&self.scripts().renew_lease, held, &[]).await?;
+        let rate = held
+            .throughput_bytes_per_sec
+            .map_or_else(String::new, |r| r.to_string());
+        let reply = self
+            .fenced(&self.scripts().renew_lease, held, &[rate.as_bytes()])
+            .await?;
         returned_lease(outcome(reply, &held.shard_id, None)?, &held.shard_id)
     }
 

@@ -36,6 +36,7 @@ mod checkpoint;
 mod lease;
 mod pinning;
 mod strict;
+mod throughput;
 
 use std::sync::Arc;
 
@@ -45,6 +46,7 @@ pub use checkpoint::*;
 pub use lease::*;
 pub use pinning::*;
 pub use strict::*;
+pub use throughput::*;
 
 use crate::error::{Error, Result};
 use crate::ids::{ApplicationName, ShardId, WorkerId};
@@ -108,6 +110,7 @@ pub async fn run_lease_store_suite(factory: &dyn StoreFactory) {
     check!(fenced_writes_race_each_other);
     check!(pinned_start_round_trips_and_is_fenced);
     check!(withdraw_handoff_clears_only_our_request);
+    check!(throughput_round_trips_on_renew_and_is_fenced);
     eprintln!("conformance: namespaces_are_isolated");
     namespaces_are_isolated(&*factory.lease_store().await, &*factory.lease_store().await).await;
     eprintln!("conformance: list_many_leases");
@@ -175,7 +178,8 @@ macro_rules! store_conformance_tests {
                 fenced_writes_never_undo_a_take,
                 fenced_writes_race_each_other,
                 pinned_start_round_trips_and_is_fenced,
-                withdraw_handoff_clears_only_our_request;
+                withdraw_handoff_clears_only_our_request,
+                throughput_round_trips_on_renew_and_is_fenced;
             checkpoint:
                 checkpoint_store_round_trips,
                 checkpoint_store_never_goes_backwards,
