@@ -113,10 +113,13 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        if let Err(e) = metrics.install().await {
-            eprintln!("kcl multilang: {e}");
-            return ExitCode::from(2);
-        }
+        let exporters = match metrics.install(props.region.as_deref()).await {
+            Ok(exporters) => exporters,
+            Err(e) => {
+                eprintln!("kcl multilang: {e}");
+                return ExitCode::from(2);
+            }
+        };
         let cancel = CancellationToken::new();
         let signals = cancel.clone();
         tokio::spawn(async move {
@@ -134,7 +137,9 @@ fn main() -> ExitCode {
             }
             signals.cancel();
         });
-        match multilang::run(props, options, cancel).await {
+        let result = multilang::run(props, options, cancel).await;
+        exporters.flush().await;
+        match result {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 tracing::error!(error = %e, "kcl multilang failed");

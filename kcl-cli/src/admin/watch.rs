@@ -42,7 +42,17 @@ const WATCH_RECORDS_PER_SECOND: &str = "kcl_watch_records_per_second";
 impl WatchArgs {
     /// Run until Ctrl-C (or `--count` refreshes).
     pub async fn run(self) -> Result<(), AdminError> {
-        self.metrics.install().await.map_err(AdminError::usage)?;
+        let exporters = self
+            .metrics
+            .install(None)
+            .await
+            .map_err(AdminError::usage)?;
+        let result = self.refresh_until_done().await;
+        exporters.flush().await;
+        result
+    }
+
+    async fn refresh_until_done(&self) -> Result<(), AdminError> {
         metrics::describe_gauge!(
             WATCH_RECORDS_BEHIND,
             "Records after the checkpoint, per shard, as kcl watch sees them."
