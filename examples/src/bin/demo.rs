@@ -89,10 +89,10 @@ struct Args {
     /// "kcl-demo", registered if absent) instead of polling.
     #[arg(long)]
     fan_out: bool,
-    /// Serve the workers' metrics in the Prometheus text format on this
-    /// address (e.g. 127.0.0.1:9464); series idle for 5 minutes are dropped.
-    #[arg(long, value_name = "ADDR")]
-    metrics_addr: Option<std::net::SocketAddr>,
+    /// Where the workers' metrics go: `--metrics-addr` (Prometheus) and,
+    /// built with the `cloudwatch` feature, `--cloudwatch-namespace`.
+    #[command(flatten)]
+    metrics: kcl_cli::metrics_export::MetricsArgs,
 }
 
 /// What the workers did, shared with the display.
@@ -271,7 +271,17 @@ fn short(shard: &str) -> String {
 
 #[tokio::main]
 async fn main() {
-    if let Err(e) = run(Args::parse()).await {
+    let args = Args::parse();
+    let exporters = match args.metrics.install(None).await {
+        Ok(exporters) => exporters,
+        Err(e) => {
+            eprintln!("demo: {e}");
+            std::process::exit(2);
+        }
+    };
+    let result = run(args).await;
+    exporters.flush().await;
+    if let Err(e) = result {
         eprintln!("demo: {e}");
         std::process::exit(1);
     }
@@ -281,17 +291,6 @@ async fn run(args: Args) -> Result<(), String> {
     let started = Instant::now();
     if args.workers == 0 {
         return Err("--workers must be at least 1".into());
-    }
-    if let Some(addr) = args.metrics_addr {
-        metrics_exporter_prometheus::PrometheusBuilder::new()
-            .with_http_listener(addr)
-            .idle_timeout(
-                metrics_util::MetricKindMask::ALL,
-                Some(Duration::from_secs(300)),
-            )
-            .install()
-            .map_err(|e| format!("--metrics-addr {addr}: {e}"))?;
-        kcl_core::engine::metric::describe();
     }
     let initial = match args.initial_position.as_str() {
         "trim-horizon" => InitialPosition::TrimHorizon,
