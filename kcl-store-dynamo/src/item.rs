@@ -18,6 +18,8 @@
 //! | `startingHashKey`, `endingHashKey` | S | both | the shard's hash key range, decimal |
 //! | `checkpointOwner` | S | Java 3.x | during a Java graceful hand-off, the worker still processing (read; removed by our take, release and reset) |
 //! | `entityType` | S | Java 3.5 | absent or `LEASE` on a lease; any other value (worker metrics, `Leader`, migration markers, stream entries) marks an item that is not a lease, which this store never reads as one nor writes |
+//! | `streamName` | S | both, multi-stream | the lease's stream, `account:name:epoch` (Java's `DynamoDBMultiStreamLeaseSerializer`); with it, `leaseKey` is `account:name:epoch:shardId` |
+//! | `shardId` | S | both, multi-stream | the raw shard id of a multi-stream lease |
 //! | `kclrsGeneration` | N | kcl (Rust) | fencing generation; absent (Java-written item) reads as 0 |
 //! | `kclrsHandoffTo` | S | kcl (Rust) | worker a hand-off was requested to |
 //! | `kclrsCreateToken` | S | kcl (Rust) | random token of the create that made the item (tells a retried create that it succeeded) |
@@ -35,6 +37,12 @@
 //! `leaseOwner` (the worker it goes to), unless `kclrsHandoffTo` says
 //! otherwise.
 //!
+//! Multi-stream leases (a `leaseKey` of `account:name:epoch:shardId`, see
+//! [`kcl_core::stream`]): as Java writes them, `parentShardId` and
+//! `childShardIds` hold raw shard ids; the engine's lease has them keyed
+//! like its own key, so the codec strips the stream on write and adds it
+//! back on read. Single-stream items are unchanged.
+//!
 //! String and number sets are unordered in DynamoDB: parent and child ids
 //! are read back sorted, and duplicates are dropped on write.
 
@@ -42,6 +50,7 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
+use kcl_core::stream::StreamIdentifier;
 use kcl_core::{
     Error, ExtendedSequenceNumber, HashKeyRange, Lease, PendingCheckpoint, Result, ShardId,
     WorkerId,
@@ -86,6 +95,11 @@ pub const CHECKPOINT_OWNER: &str = "checkpointOwner";
 pub const ENTITY_TYPE: &str = "entityType";
 /// The [`ENTITY_TYPE`] of a lease.
 pub const ENTITY_LEASE: &str = "LEASE";
+/// Multi-stream leases: the stream, `account:name:epoch` (S; Java keeps
+/// the name `streamName` for the whole identifier).
+pub const STREAM_NAME: &str = "streamName";
+/// Multi-stream leases: the raw shard id (S).
+pub const SHARD_ID: &str = "shardId";
 /// Ours: the fencing generation.
 pub const GENERATION: &str = "kclrsGeneration";
 /// Ours: a random token of the call that created the item, so a create
@@ -137,11 +151,33 @@ pub(crate) fn shard_set(ids: &[ShardId]) -> Option<AttributeValue> {
     (!v.is_empty()).then_some(AttributeValue::Ss(v))
 }
 
+/// Parent or child ids of the lease `key` as the item keeps them: raw
+/// shard ids for a multi-stream lease (as Java writes them), as they are
+/// otherwise; see [`shard_set`].
+pub(crate) fn lineage_set(key: &ShardId, ids: &[ShardId]) -> Option<AttributeValue> {
+    let Some((stream, _)) = StreamIdentifier::split_lease_key(key) else {
+        return shard_set(ids);
+    };
+    let raw: Vec<ShardId> = ids
+        .iter()
+        .map(|id| match StreamIdentifier::split_lease_key(id) {
+            Some((of, shard)) if of == stream => shard,
+            _ => id.clone(),
+        })
+        .collect();
+    shard_set(&raw)
+}
+
 /// The whole item for a new lease, exactly as Java KCL's serializer lays
-/// one out, plus `kclrsGeneration` (and `kclrsHandoffTo` when set).
+/// one out (its multi-stream serializer's for a multi-stream key), plus
+/// `kclrsGeneration` (and `kclrsHandoffTo` when set).
 pub(crate) fn lease_to_item(lease: &Lease) -> Item {
     let mut item = Item::new();
     item.insert(LEASE_KEY.into(), s(lease.shard_id.as_str()));
+    if let Some((stream, shard)) = StreamIdentifier::split_lease_key(&lease.shard_id) {
+        item.insert(STREAM_NAME.into(), s(stream.serialize()));
+        item.insert(SHARD_ID.into(), s(shard.as_str()));
+    }
     item.insert(LEASE_COUNTER.into(), n(lease.counter));
     if let Some(owner) = &lease.owner {
         item.insert(LEASE_OWNER.into(), s(owner.as_str()));
@@ -153,10 +189,10 @@ pub(crate) fn lease_to_item(lease: &Lease) -> Item {
     let (checkpoint, sub) = lease.checkpoint.to_parts();
     item.insert(CHECKPOINT.into(), s(checkpoint));
     item.insert(CHECKPOINT_SUB.into(), n(sub));
-    if let Some(parents) = shard_set(&lease.parent_shard_ids) {
+    if let Some(parents) = lineage_set(&lease.shard_id, &lease.parent_shard_ids) {
         item.insert(PARENTS.into(), parents);
     }
-    if let Some(children) = shard_set(&lease.child_shard_ids) {
+    if let Some(children) = lineage_set(&lease.shard_id, &lease.child_shard_ids) {
         item.insert(CHILDREN.into(), children);
     }
     if let Some(pending) = &lease.pending_checkpoint {
@@ -249,13 +285,41 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn shard_ids(&self, name: &str) -> Result<Vec<ShardId>> {
+    /// The stream of a multi-stream lease: from its key, which must
+    /// agree with `streamName` and `shardId` when they are present.
+    fn stream(&self, key: &ShardId) -> Result<Option<StreamIdentifier>> {
+        let split = StreamIdentifier::split_lease_key(key);
+        let named = self.string(STREAM_NAME)?;
+        let shard = self.string(SHARD_ID)?;
+        match (&split, named) {
+            (None, None) => Ok(None),
+            (None, Some(name)) => Err(self.bad(format!(
+                "{STREAM_NAME} = {name:?} but the key is not account:name:epoch:shardId"
+            ))),
+            (Some((stream, raw)), named) => {
+                if named.is_some_and(|n| n != stream.serialize())
+                    || shard.is_some_and(|s| s != raw.as_str())
+                {
+                    return Err(
+                        self.bad(format!("{STREAM_NAME} / {SHARD_ID} do not match the key"))
+                    );
+                }
+                Ok(Some(stream.clone()))
+            }
+        }
+    }
+
+    fn shard_ids(&self, name: &str, stream: Option<&StreamIdentifier>) -> Result<Vec<ShardId>> {
         match self.item.get(name) {
             None | Some(AttributeValue::Null(_)) => Ok(Vec::new()),
             Some(AttributeValue::Ss(ids)) => {
+                let keyed = |id: &String| match stream {
+                    Some(stream) if !id.contains(':') => stream.lease_key(&ShardId::new(id)?),
+                    _ => ShardId::new(id),
+                };
                 let mut ids = ids
                     .iter()
-                    .map(|id| ShardId::new(id).map_err(|e| self.bad(e)))
+                    .map(|id| keyed(id).map_err(|e| self.bad(e)))
                     .collect::<Result<Vec<_>>>()?;
                 ids.sort();
                 Ok(ids)
@@ -292,6 +356,7 @@ impl<'a> Reader<'a> {
                 .ok_or_else(|| self.bad("no leaseKey"))?,
         )
         .map_err(|e| self.bad(e))?;
+        let stream = self.stream(&shard_id)?;
         let lease_owner = self.worker(LEASE_OWNER)?;
         let checkpoint_owner = self.worker(CHECKPOINT_OWNER)?;
         let (owner, java_handoff) = match checkpoint_owner {
@@ -331,8 +396,8 @@ impl<'a> Reader<'a> {
             checkpoint,
             pending_checkpoint,
             owner_switches_since_checkpoint: self.number(OWNER_SWITCHES)?.unwrap_or(0),
-            parent_shard_ids: self.shard_ids(PARENTS)?,
-            child_shard_ids: self.shard_ids(CHILDREN)?,
+            parent_shard_ids: self.shard_ids(PARENTS, stream.as_ref())?,
+            child_shard_ids: self.shard_ids(CHILDREN, stream.as_ref())?,
             hash_key_range,
             handoff_to: self.worker(HANDOFF_TO)?.or(java_handoff),
             pinned_start: self

@@ -30,7 +30,7 @@ use crate::expr::Update;
 use crate::item::{
     CHECKPOINT, CHECKPOINT_OWNER, CHECKPOINT_SUB, CHILDREN, CREATE_TOKEN, GENERATION, HANDOFF_TO,
     LEASE_COUNTER, LEASE_KEY, LEASE_OWNER, OWNER_SWITCHES, PENDING, PENDING_STATE, PENDING_SUB,
-    PINNED_START, THROUGHPUT_KBPS, lease_to_item, n, s, shard_set, throughput_kbps,
+    PINNED_START, THROUGHPUT_KBPS, lease_to_item, lineage_set, n, s, throughput_kbps,
 };
 use crate::requests::record_capacity;
 use crate::store::{DynamoStore, Outcome, conflict};
@@ -263,7 +263,7 @@ impl DynamoStore {
 
     pub(crate) async fn set_children(&self, held: &Lease, children: &[ShardId]) -> Result<()> {
         let mut update = fenced_update(held)?;
-        match shard_set(children) {
+        match lineage_set(&held.shard_id, children) {
             Some(set) => update.set(CHILDREN, set),
             None => update.remove(CHILDREN),
         };
