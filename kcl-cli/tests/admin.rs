@@ -552,6 +552,62 @@ async fn leases_with_stream_shows_lag() {
     assert_eq!(l1_now.checkpoint, Esn::at(second[1].parse().unwrap(), 0));
 }
 
+/// Milliseconds behind, from an emulator that reports them (kinesis-mock;
+/// the in-process one says 0): the age of the first record after the
+/// checkpoint next to the newest, however few records are behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_with_stream_shows_millis_behind() {
+    let (Some(t), Some(endpoint)) = (
+        Backend::Redis.target().await,
+        support::server_var("KCL_TEST_KINESIS_ENDPOINT"),
+    ) else {
+        return;
+    };
+    let client = support::client(&endpoint);
+    let stream = support::unique("lagms");
+    support::create_stream(&client, &stream, 1).await;
+    let put = |data: &'static str| {
+        client
+            .put_record()
+            .stream_name(&stream)
+            .partition_key("k")
+            .data(aws_sdk_kinesis::primitives::Blob::new(data))
+            .send()
+    };
+    put("old").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let newest = put("new").await.unwrap().sequence_number;
+    let behind = Lease::new(shard("shardId-000000000000"), Esn::TrimHorizon);
+    t.store.create_lease_if_absent(&behind).await.unwrap();
+    let mut a = args(&t, &["leases", "--output", "json", "--stream", &stream]);
+    a.extend(["--endpoint".into(), endpoint.clone()]);
+    let report = json(&kcl(a.clone(), None).await);
+    let lag = &lease_json(&report, "shardId-000000000000")["lag"];
+    assert_eq!(lag["records_behind"], 2);
+    let ms = lag["millis_behind"].as_i64().unwrap();
+    assert!((1_000..60_000).contains(&ms), "millis_behind {ms}");
+    assert_eq!(report["total"]["max_millis_behind"], ms);
+    // Checkpointed at the newest record: nothing behind.
+    t.store
+        .delete_lease(&shard("shardId-000000000000"))
+        .await
+        .unwrap();
+    let caught_up = Lease::new(
+        shard("shardId-000000000000"),
+        Esn::at(newest.parse().unwrap(), 0),
+    );
+    t.store.create_lease_if_absent(&caught_up).await.unwrap();
+    let report = json(&kcl(a, None).await);
+    let lag = &lease_json(&report, "shardId-000000000000")["lag"];
+    assert_eq!(
+        (
+            lag["records_behind"].as_u64(),
+            lag["millis_behind"].as_i64()
+        ),
+        (Some(0), Some(0))
+    );
+}
+
 /// `timestamp:T` checkpoints the last record before T, so reading starts
 /// at the first one at or after T.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

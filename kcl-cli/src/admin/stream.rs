@@ -62,7 +62,11 @@ pub async fn shard_lag(
     let mut lag = ShardLag::default();
     let mut first = true;
     while let Some(it) = iterator {
-        let out = read(client, it, 10_000, &what).await?;
+        // The first read takes one record, so its `MillisBehindLatest` is
+        // that record's age next to the newest (a read of many would say
+        // how far its *last* record is behind: 0 whenever all fit).
+        let batch = if first { 1 } else { 10_000 };
+        let out = read(client, it, batch, &what).await?;
         let behind = out.millis_behind_latest.unwrap_or(0);
         if first {
             lag.millis_behind = behind;
