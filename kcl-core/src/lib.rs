@@ -16,7 +16,9 @@ pub mod stream;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
-pub use engine::{InitialPosition, Worker, WorkerBuilder, WorkerConfig};
+pub use engine::{
+    BalanceMode, InitialPosition, ThroughputBalance, Worker, WorkerBuilder, WorkerConfig,
+};
 pub use error::{BoxError, Error, Result};
 pub use ids::{ApplicationName, HashKeyRange, ShardId, WorkerId};
 pub use lease::{Lease, PendingCheckpoint, WorkerHeartbeat};

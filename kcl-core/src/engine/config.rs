@@ -12,6 +12,7 @@ use crate::store::LeaseStore;
 
 use super::Worker;
 use super::consumer_config::ConsumerConfig;
+use super::throughput::BalanceMode;
 
 /// Where a shard with no checkpoint and no ancestor in the lease table
 /// starts. Descendants of leased shards always start at `TRIM_HORIZON`.
@@ -68,6 +69,10 @@ pub struct WorkerConfig {
     /// the fleet cannot hold stay free. Leases handed to this worker
     /// explicitly are kept. Default `usize::MAX` (no cap); at least 1.
     pub max_leases_per_worker: usize,
+    /// How the fleet shares the leases: by count (the default) or by the
+    /// throughput each lease records (see [`BalanceMode`]). Every worker
+    /// of a fleet should use the same mode.
+    pub balance_mode: BalanceMode,
     /// The shard consumers' settings, shared with
     /// [`SingleConsumer`](super::SingleConsumer).
     pub consumer: ConsumerConfig,
@@ -86,6 +91,7 @@ impl WorkerConfig {
             lease_scan_interval: Duration::from_secs(60),
             handoff_timeout: default_handoff_timeout(lease_duration),
             max_leases_per_worker: usize::MAX,
+            balance_mode: BalanceMode::Count,
             consumer: ConsumerConfig::new(),
         }
     }
@@ -137,6 +143,9 @@ impl WorkerConfig {
             return Err(Error::Config(
                 "max_leases_per_worker must be at least 1".into(),
             ));
+        }
+        if let BalanceMode::Throughput(settings) = &self.balance_mode {
+            settings.validate()?;
         }
         self.consumer.validate()
     }
@@ -396,6 +405,8 @@ impl<F> WorkerBuilder<F> {
         lease_scan_interval: Duration);
     setter!(/// Most leases held at once (default no cap).
         max_leases_per_worker: usize);
+    setter!(/// How the fleet shares the leases (default [`BalanceMode::Count`]).
+        balance_mode: BalanceMode);
 }
 
 impl<F: ProcessorFactory> WorkerBuilder<F> {

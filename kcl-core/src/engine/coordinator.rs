@@ -36,6 +36,7 @@ use super::consumer::{Consumer, ConsumerContext, Control, Outcome};
 use super::executor::{Executed, execute};
 use super::renewer::{Round, beat, is_lost, renew_all};
 use super::taker::{self, Memory, Settings, View};
+use super::throughput::Meter;
 use super::{metric, shard_sync};
 
 /// A held lease and its consumer.
@@ -47,6 +48,8 @@ struct Held {
     deadline: watch::Sender<Instant>,
     /// When the last successful renew (or the take) was sent.
     renewed: Instant,
+    /// The lease's throughput, sent with each renew.
+    meter: Meter,
 }
 
 /// A shard backing off after its consumer failed here.
@@ -305,12 +308,18 @@ impl<F: ProcessorFactory> Coordinator<F> {
         }
     }
 
-    fn renew_call(&self, heartbeat: bool) -> BoxFuture<'static, Round> {
+    /// Renew every held lease, each with its meter's latest figure.
+    fn renew_call(&mut self, heartbeat: bool) -> BoxFuture<'static, Round> {
+        let now = Instant::now();
         let snapshot: Vec<Lease> = self
             .held
-            .values()
+            .values_mut()
             .filter(|h| !h.lost.is_cancelled())
-            .map(|h| h.lease.clone())
+            .map(|h| {
+                let mut lease = h.lease.clone();
+                lease.throughput_bytes_per_sec = h.meter.sample(now);
+                lease
+            })
             .collect();
         Box::pin(renew_all(
             Arc::clone(&self.store),
@@ -357,6 +366,7 @@ impl<F: ProcessorFactory> Coordinator<F> {
             take_interval: config.take_interval,
             handoff_timeout: config.handoff_timeout,
             max_leases: config.max_leases_per_worker,
+            balance: config.balance_mode,
         }
     }
 
@@ -482,13 +492,15 @@ impl<F: ProcessorFactory> Coordinator<F> {
         let lost = CancellationToken::new();
         let (control, control_rx) = watch::channel(Control::Run);
         let (deadline, deadline_rx) = watch::channel(self.deadline(sent));
+        let meter = Meter::new(lease.throughput_bytes_per_sec, sent);
         let consumer = Consumer::new(
             Arc::clone(&self.ctx),
             lease.clone(),
             lost.clone(),
             control_rx,
         )
-        .with_deadline(deadline_rx);
+        .with_deadline(deadline_rx)
+        .with_delivered(meter.counter());
         let span = tracing::info_span!("shard", shard = %shard_id, worker = %self.me);
         let task = self.consumers.spawn(consumer.run().instrument(span)).id();
         self.tasks.insert(task, shard_id.clone());
@@ -501,6 +513,7 @@ impl<F: ProcessorFactory> Coordinator<F> {
                 control,
                 deadline,
                 renewed: sent,
+                meter,
             },
         );
         self.count_held();

@@ -35,7 +35,11 @@
 //!   to hand over several leases at once (at most every `take_interval`)
 //!   until no worker holds two more than another, force a hand-off not
 //!   done within `handoff_timeout`, and delete finished leases whose
-//!   children all checkpointed. A shard with a consumer here (running or
+//!   children all checkpointed. With [`BalanceMode::Throughput`] the
+//!   hand-offs asked for even the bytes per second instead (one lease at a
+//!   time, by the least loaded worker, after the imbalance lasted a few
+//!   rounds); each renew records the lease's throughput, a moving average
+//!   of the bytes its consumer delivered. A shard with a consumer here (running or
 //!   still ending) is never taken again until that consumer ended;
 //! - **consumers**: one task per held lease (see the processor life cycle
 //!   in [`crate::processor`]), each fed by a prefetch task bounded by
@@ -83,6 +87,7 @@ mod renewer;
 pub(crate) mod shard_sync;
 mod single;
 mod taker;
+mod throughput;
 mod worker;
 
 use std::future::Future;
@@ -93,6 +98,7 @@ use backon::{ExponentialBuilder, Retryable};
 pub use config::{InitialPosition, WorkerBuilder, WorkerConfig};
 pub use consumer_config::ConsumerConfig;
 pub use single::{SingleConsumer, SingleConsumerBuilder};
+pub use throughput::{BalanceMode, ThroughputBalance};
 pub use worker::Worker;
 
 use crate::error::{Error, Result};

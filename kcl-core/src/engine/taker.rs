@@ -4,6 +4,10 @@
 //! which finished leases to delete. [`execute`](super::executor::execute) does the
 //! store calls; [`Worker::run`](super::Worker::run) starts the consumers.
 //!
+//! Balancing is by lease count, or with
+//! [`BalanceMode::Throughput`] by the leases' recorded throughput
+//! (`by_throughput`, with its dampening here).
+//!
 //! Expiry never compares clocks across hosts. A lease is expired once
 //! either
 //! - its `(counter, generation)` pair has not changed for a lease duration
@@ -44,6 +48,10 @@ use crate::ids::{HashKeyRange, ShardId, WorkerId};
 use crate::lease::{Lease, WorkerHeartbeat};
 use crate::sequence::ExtendedSequenceNumber;
 
+use super::throughput::{BalanceMode, ThroughputBalance};
+
+mod by_throughput;
+
 /// A `(counter, generation)` pair and when this worker first saw it.
 #[derive(Debug)]
 struct Seen {
@@ -71,6 +79,9 @@ pub(crate) struct Memory {
     available_since: HashMap<ShardId, Instant>,
     pending: HashMap<ShardId, Pending>,
     last_balance: Option<Instant>,
+    /// Balancing rounds in a row in which a throughput move was worth
+    /// making ([`BalanceMode::Throughput`]'s dampening).
+    imbalanced_rounds: u32,
 }
 
 impl Memory {
@@ -174,6 +185,8 @@ pub(crate) struct Settings {
     /// nothing is taken, forced or asked for beyond it. `usize::MAX` for
     /// no cap.
     pub(crate) max_leases: usize,
+    /// By count or by throughput.
+    pub(crate) balance: BalanceMode,
 }
 
 /// One listing, as the planner sees it.
@@ -317,15 +330,39 @@ pub(crate) fn plan(memory: &mut Memory, settings: &Settings, view: &View<'_>) ->
     let balance_due = memory
         .last_balance
         .is_none_or(|t| now.duration_since(t) >= settings.take_interval);
-    let requests: Vec<Lease> = balance(memory, view, &unfinished, &live, &planned, mine)
-        .into_iter()
-        .take(
-            settings
-                .max_leases
-                .saturating_sub(mine + memory.pending.len()),
-        )
-        .collect();
-    let balanced = requests.is_empty();
+    let (requests, balanced) = match settings.balance {
+        BalanceMode::Count => {
+            let requests: Vec<Lease> = balance(memory, view, &unfinished, &live, &planned, mine)
+                .into_iter()
+                .take(
+                    settings
+                        .max_leases
+                        .saturating_sub(mine + memory.pending.len()),
+                )
+                .collect();
+            let balanced = requests.is_empty();
+            (requests, balanced)
+        }
+        BalanceMode::Throughput(tb) => {
+            let pending = !memory.pending.is_empty();
+            let rounds = &mut memory.imbalanced_rounds;
+            let round = Round {
+                pending,
+                due: balance_due,
+                rounds,
+            };
+            balance_throughput(
+                view,
+                &unfinished,
+                &live,
+                &planned,
+                mine,
+                settings,
+                tb,
+                round,
+            )
+        }
+    };
     if balance_due {
         memory.last_balance = Some(now);
         out.request_handoff = requests;
@@ -383,6 +420,49 @@ fn long_dead(memory: &Memory, settings: &Settings, view: &View<'_>) -> Vec<Worke
         .collect();
     dead.sort();
     dead
+}
+
+/// Throughput balancing: at most one pull per round, once a move has been
+/// worth making for `rounds` balancing rounds in a row; none while a
+/// hand-off of ours is under way (the next move is judged on the loads
+/// after it). Returns the requests and whether the fleet is balanced.
+#[allow(clippy::too_many_arguments)]
+fn balance_throughput(
+    view: &View<'_>,
+    unfinished: &[&Lease],
+    live: &BTreeSet<WorkerId>,
+    planned: &HashSet<&ShardId>,
+    mine: usize,
+    settings: &Settings,
+    tb: ThroughputBalance,
+    round: Round<'_>,
+) -> (Vec<Lease>, bool) {
+    if round.pending {
+        return (Vec::new(), false);
+    }
+    let candidate = |l: &Lease| !planned.contains(&l.shard_id);
+    let pull = (mine < settings.max_leases)
+        .then(|| by_throughput::pull(view.me, unfinished, live, candidate, tb.threshold))
+        .flatten();
+    if round.due {
+        *round.rounds = match pull {
+            Some(_) => round.rounds.saturating_add(1),
+            None => 0,
+        };
+    }
+    let ripe = *round.rounds >= tb.rounds;
+    let requests = pull.filter(|_| ripe).into_iter().cloned().collect();
+    (requests, pull.is_none())
+}
+
+/// A balancing round's dampening state, for [`balance_throughput`].
+struct Round<'a> {
+    /// A hand-off of ours is under way.
+    pending: bool,
+    /// A balancing round is due (`take_interval` since the last).
+    due: bool,
+    /// Rounds in a row with a move worth making.
+    rounds: &'a mut u32,
 }
 
 /// Ask the most loaded live workers to hand leases over, several at once,

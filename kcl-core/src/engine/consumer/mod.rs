@@ -4,6 +4,7 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::FutureExt;
@@ -163,6 +164,9 @@ pub(crate) struct Consumer<F: ProcessorFactory> {
     /// shard, so this consumer stops on its own timer.
     deadline: watch::Receiver<Instant>,
     start_override: Option<StartingPosition>,
+    /// Where the bytes of each batch the processor finished are counted
+    /// for the lease's throughput figure (the worker's meter), if anywhere.
+    delivered: Option<Arc<AtomicU64>>,
 }
 
 /// Resolves once `deadline` has passed (following its updates).
@@ -203,7 +207,15 @@ impl<F: ProcessorFactory> Consumer<F> {
             control,
             deadline,
             start_override: None,
+            delivered: None,
         }
+    }
+
+    /// Count the bytes of every batch the processor finished in
+    /// `delivered` (see the field).
+    pub(crate) fn with_delivered(mut self, delivered: Arc<AtomicU64>) -> Self {
+        self.delivered = Some(delivered);
+        self
     }
 
     /// Stop on `deadline` (see the field).
@@ -431,6 +443,10 @@ impl<F: ProcessorFactory> Consumer<F> {
                 if matches!(step, Step::Done) {
                     metrics::counter!(metric::RECORDS_PROCESSED, "shard" => self.shard().to_string())
                         .increment(count);
+                    if let Some(delivered) = &self.delivered {
+                        let bytes: usize = input.records.iter().map(|r| r.data.len()).sum();
+                        delivered.fetch_add(bytes as u64, Ordering::Relaxed);
+                    }
                 }
                 if let Some(outcome) = self.after_step(step, &mut processor, &mut cp).await {
                     return outcome;

@@ -19,6 +19,7 @@ fn settings() -> Settings {
         take_interval: SCAN,
         handoff_timeout: Duration::from_secs(40),
         max_leases: usize::MAX,
+        balance: BalanceMode::Count,
     }
 }
 
@@ -496,6 +497,11 @@ fn a_peer_s_hand_offs_under_way_do_not_hide_a_donor() {
 
 /// A fleet sharing an in-memory table with the store's CAS rules.
 struct Fleet {
+    settings: Settings,
+    /// Each shard's bytes per second, which its owner records on renew.
+    rates: BTreeMap<ShardId, u64>,
+    /// Hand-offs done (leases that moved between live workers).
+    moves: usize,
     table: BTreeMap<ShardId, Lease>,
     workers: Vec<(WorkerId, Memory, HashSet<ShardId>)>,
     /// Crashed workers and the heartbeat counter they stopped at.
@@ -508,6 +514,9 @@ struct Fleet {
 impl Fleet {
     fn new(shards: usize) -> Self {
         Fleet {
+            settings: settings(),
+            rates: BTreeMap::new(),
+            moves: 0,
             table: (0..shards).map(|n| (sid(n), lease(n, None))).collect(),
             workers: Vec::new(),
             crashed: BTreeMap::new(),
@@ -551,17 +560,21 @@ impl Fleet {
                 let l = self.table.get_mut(&shard).unwrap();
                 prop_assert!(l.is_owned_by(&me), "a consumer runs on a lease it lost");
                 l.counter += 1;
+                if let Some(rate) = self.rates.get(&shard) {
+                    l.throughput_bytes_per_sec = Some(*rate);
+                }
                 if let Some(to) = l.handoff_to.take() {
                     l.owner = Some(to);
                     l.generation += 1;
                     self.workers[i].2.remove(&shard);
+                    self.moves += 1;
                 }
             }
             let leases: Vec<Lease> = self.table.values().cloned().collect();
             let (me, memory, busy) = &mut self.workers[i];
             let plan = plan(
                 memory,
-                &settings(),
+                &self.settings,
                 &View {
                     me,
                     leases: &leases,
@@ -703,5 +716,382 @@ fn a_joiner_is_balanced_within_two_rounds_for_1024_shards() {
         fleet.round(3).unwrap();
         fleet.round(4).unwrap();
         assert!(fleet.balanced(), "{workers} + 1: {:?}", fleet.loads());
+    }
+}
+
+// ---- balancing by throughput ----
+
+const THRESHOLD: f64 = 0.2;
+const ROUNDS: u32 = 3;
+
+fn by_throughput() -> Settings {
+    Settings {
+        balance: BalanceMode::Throughput(
+            ThroughputBalance::new().threshold(THRESHOLD).rounds(ROUNDS),
+        ),
+        ..settings()
+    }
+}
+
+fn rated(n: usize, owner: &str, rate: u64) -> Lease {
+    let mut l = lease(n, Some(owner));
+    l.throughput_bytes_per_sec = Some(rate);
+    l
+}
+
+impl Fleet {
+    fn by_throughput(shards: usize, rates: &[u64]) -> Self {
+        let mut fleet = Fleet::new(shards);
+        fleet.settings = by_throughput();
+        fleet.set_rates(rates);
+        fleet
+    }
+
+    fn set_rates(&mut self, rates: &[u64]) {
+        self.rates = rates
+            .iter()
+            .enumerate()
+            .map(|(n, r)| (sid(n), *r))
+            .collect();
+    }
+
+    /// Each live worker's bytes per second and lease count.
+    fn rate_loads(&self) -> Vec<(u64, usize)> {
+        self.workers
+            .iter()
+            .filter(|(w, _, _)| !self.crashed.contains_key(w))
+            .map(|(w, _, _)| {
+                let held: Vec<&Lease> = self.table.values().filter(|l| l.is_owned_by(w)).collect();
+                (
+                    held.iter().map(|l| self.rates[&l.shard_id]).sum(),
+                    held.len(),
+                )
+            })
+            .collect()
+    }
+
+    /// The balance the rule promises once no move is left: every worker
+    /// holding two or more leases is within its lightest lease plus the
+    /// margin of the least loaded worker, and no worker holds nothing while
+    /// another holds two.
+    fn balanced_by_throughput(&self) -> Result<(), String> {
+        let loads = self.rate_loads();
+        let total: u64 = loads.iter().map(|(r, _)| r).sum();
+        let mean = total as f64 / loads.len() as f64;
+        let least = loads.iter().map(|(r, _)| *r).min().unwrap_or(0) as f64;
+        for (w, _, _) in self
+            .workers
+            .iter()
+            .filter(|(w, _, _)| !self.crashed.contains_key(w))
+        {
+            let held: Vec<u64> = self
+                .table
+                .values()
+                .filter(|l| l.is_owned_by(w))
+                .map(|l| self.rates[&l.shard_id])
+                .collect();
+            let load: u64 = held.iter().sum();
+            let lightest = held.iter().copied().filter(|r| *r > 0).min();
+            if let (true, Some(lightest)) = (held.len() >= 2, lightest)
+                && load as f64 >= least + lightest as f64 + THRESHOLD * mean
+            {
+                return Err(format!("{w} at {load} could give {lightest}: {loads:?}"));
+            }
+        }
+        let empty = loads.iter().any(|(_, n)| *n == 0);
+        if empty && loads.iter().any(|(_, n)| *n >= 2) {
+            return Err(format!("a worker holds nothing: {loads:?}"));
+        }
+        Ok(())
+    }
+
+    /// Run rounds until `limit`, returning the first round after which
+    /// nothing moved for 10 rounds.
+    fn run_until_still(&mut self, from: u64, limit: u64) -> Result<u64, TestCaseError> {
+        let mut still_since = from;
+        let mut moves = self.moves;
+        for round in from..limit {
+            self.round(round)?;
+            if self.moves != moves {
+                moves = self.moves;
+                still_since = round + 1;
+            } else if round + 1 - still_since >= 10 {
+                return Ok(still_since);
+            }
+        }
+        Err(TestCaseError::fail(format!(
+            "still moving after {limit} rounds: {:?}",
+            self.rate_loads()
+        )))
+    }
+}
+
+/// 12 shards, two of them carrying 80 % of the bytes (the case).
+fn two_hot_of_twelve() -> Vec<u64> {
+    let mut rates = vec![2_000; 12];
+    rates[2] = 40_000;
+    rates[3] = 40_000;
+    rates
+}
+
+#[test]
+fn two_hot_shards_end_on_different_workers_and_then_nothing_moves() {
+    let mut fleet = Fleet::by_throughput(12, &two_hot_of_twelve());
+    for w in ["a", "b", "c"] {
+        fleet.join(w);
+    }
+    // Count mode's first takes put both hot shards on one worker here.
+    fleet.round(1).unwrap();
+    let owner = |n: usize| fleet.table[&sid(n)].owner.clone();
+    assert_eq!(owner(2), owner(3), "set-up: both hot shards start together");
+    let still = fleet.run_until_still(2, 200).unwrap();
+    assert_ne!(
+        fleet.table[&sid(2)].owner,
+        fleet.table[&sid(3)].owner,
+        "{:?}",
+        fleet.rate_loads()
+    );
+    fleet.balanced_by_throughput().unwrap();
+    let mut loads: Vec<u64> = fleet.rate_loads().iter().map(|(r, _)| *r).collect();
+    loads.sort_unstable();
+    assert_eq!(
+        loads,
+        vec![20_000, 40_000, 40_000],
+        "the best split there is"
+    );
+    // Steady load: 10 more rounds (run_until_still saw 10), and 50 more.
+    let moves = fleet.moves;
+    for round in still + 10..still + 60 {
+        fleet.round(round).unwrap();
+    }
+    assert_eq!(fleet.moves, moves, "churn under a steady load");
+    assert!(fleet.settled.iter().all(|s| *s), "{:?}", fleet.settled);
+}
+
+#[test]
+fn a_move_waits_for_rounds_in_a_row() {
+    let s = by_throughput();
+    let now = Instant::now();
+    let leases = vec![
+        rated(0, "a", 50_000),
+        rated(1, "a", 50_000),
+        rated(2, "b", 1_000),
+    ];
+    let workers = heartbeats(&["a", "b"]);
+    let mut memory = Memory::default();
+    for round in 0..ROUNDS {
+        let at = now + SCAN * round;
+        let plan = run_with(&s, &mut memory, "b", &leases, &workers, &[2], at);
+        if round + 1 < ROUNDS {
+            assert!(plan.request_handoff.is_empty(), "round {round}: {plan:?}");
+            assert!(!plan.settled, "a worker counting rounds keeps listing");
+        } else {
+            assert_eq!(ids(&plan.request_handoff), vec![sid(0)], "round {round}");
+        }
+    }
+}
+
+#[test]
+fn a_passing_imbalance_moves_nothing() {
+    let s = by_throughput();
+    let now = Instant::now();
+    let skewed = vec![
+        rated(0, "a", 50_000),
+        rated(1, "a", 50_000),
+        rated(2, "b", 1_000),
+    ];
+    let even = vec![
+        rated(0, "a", 1_000),
+        rated(1, "a", 1_000),
+        rated(2, "b", 2_000),
+    ];
+    let workers = heartbeats(&["a", "b"]);
+    let mut memory = Memory::default();
+    for round in 0..ROUNDS * 4 {
+        // Skewed for fewer rounds in a row than needed, then even again.
+        let leases = if round % ROUNDS == ROUNDS - 1 {
+            &even
+        } else {
+            &skewed
+        };
+        let at = now + SCAN * round;
+        let plan = run_with(&s, &mut memory, "b", leases, &workers, &[2], at);
+        assert!(plan.request_handoff.is_empty(), "round {round}: {plan:?}");
+    }
+}
+
+#[test]
+fn only_a_move_that_clears_the_margin_is_made() {
+    let s = by_throughput();
+    let now = Instant::now();
+    let workers = heartbeats(&["a", "b"]);
+    // a 30, b 20: mean 25, margin 5. Moving 10 makes b 30 (+ 5 > a): no.
+    // Moving 2 makes b 22 (+ 5 ≤ 30): yes, and it is the best such move.
+    let leases = vec![
+        rated(0, "a", 10),
+        rated(1, "a", 18),
+        rated(2, "a", 2),
+        rated(3, "b", 20),
+    ];
+    let mut memory = Memory::default();
+    let mut last = Plan::default();
+    for round in 0..ROUNDS {
+        last = run_with(
+            &s,
+            &mut memory,
+            "b",
+            &leases,
+            &workers,
+            &[3],
+            now + SCAN * round,
+        );
+    }
+    assert_eq!(ids(&last.request_handoff), vec![sid(2)]);
+    // a 21 + 9, b 20 + 9 … a close split: nothing to move, and settled.
+    let close = vec![rated(0, "a", 12), rated(1, "a", 9), rated(2, "b", 20)];
+    let mut memory = Memory::default();
+    for round in 0..ROUNDS * 2 {
+        let plan = run_with(
+            &s,
+            &mut memory,
+            "b",
+            &close,
+            &workers,
+            &[2],
+            now + SCAN * round,
+        );
+        assert!(plan.request_handoff.is_empty(), "{plan:?}");
+        assert!(plan.settled, "{plan:?}");
+    }
+}
+
+#[test]
+fn only_the_least_loaded_worker_pulls_and_a_donor_keeps_one_lease() {
+    let s = by_throughput();
+    let now = Instant::now();
+    let workers = heartbeats(&["a", "b", "c"]);
+    // a holds one huge lease; b is the least loaded; c is in between.
+    let leases = vec![
+        rated(0, "a", 100_000),
+        rated(1, "b", 1_000),
+        rated(2, "c", 10_000),
+        rated(3, "c", 10_000),
+    ];
+    let (mut mb, mut mc) = (Memory::default(), Memory::default());
+    for round in 0..ROUNDS * 2 {
+        let at = now + SCAN * round;
+        let pc = run_with(&s, &mut mc, "c", &leases, &workers, &[2, 3], at);
+        assert!(pc.request_handoff.is_empty(), "c is not the least loaded");
+        let pb = run_with(&s, &mut mb, "b", &leases, &workers, &[1], at);
+        for l in &pb.request_handoff {
+            assert_ne!(l.shard_id, sid(0), "a keeps its only lease");
+        }
+        if round + 1 >= ROUNDS {
+            assert_eq!(ids(&pb.request_handoff), vec![sid(2)]);
+        }
+    }
+}
+
+#[test]
+fn a_worker_with_nothing_gets_a_lease_even_without_figures() {
+    let s = by_throughput();
+    let now = Instant::now();
+    let workers = heartbeats(&["a", "b"]);
+    let leases: Vec<Lease> = (0..4).map(|n| lease(n, Some("a"))).collect();
+    let mut memory = Memory::default();
+    let mut asked = Vec::new();
+    for round in 0..ROUNDS {
+        asked = run_with(
+            &s,
+            &mut memory,
+            "b",
+            &leases,
+            &workers,
+            &[],
+            now + SCAN * round,
+        )
+        .request_handoff;
+    }
+    assert_eq!(asked.len(), 1, "one lease at a time: {asked:?}");
+}
+
+#[test]
+fn leases_without_a_figure_count_as_the_mean() {
+    let s = by_throughput();
+    let now = Instant::now();
+    let workers = heartbeats(&["a", "b"]);
+    // b's one lease has no figure: it counts as the mean of the known
+    // ones (20), so b is at 20 and a at 40; the fleet's mean is 30, the
+    // margin 6, and moving a 20 would leave b at 40 + 6 > 40: no move.
+    let mut unknown = lease(2, Some("b"));
+    unknown.throughput_bytes_per_sec = None;
+    let leases = vec![rated(0, "a", 20), rated(1, "a", 20), unknown.clone()];
+    let mut memory = Memory::default();
+    for round in 0..ROUNDS * 2 {
+        let plan = run_with(
+            &s,
+            &mut memory,
+            "b",
+            &leases,
+            &workers,
+            &[2],
+            now + SCAN * round,
+        );
+        assert!(plan.request_handoff.is_empty(), "{plan:?}");
+    }
+    // Counted as zero instead, b would be at 0 and pull a 20.
+    let mut zero = unknown;
+    zero.throughput_bytes_per_sec = Some(0);
+    let leases = vec![rated(0, "a", 20), rated(1, "a", 20), zero];
+    let mut memory = Memory::default();
+    let mut last = Plan::default();
+    for round in 0..ROUNDS {
+        last = run_with(
+            &s,
+            &mut memory,
+            "b",
+            &leases,
+            &workers,
+            &[2],
+            now + SCAN * round,
+        );
+    }
+    assert_eq!(ids(&last.request_handoff), vec![sid(0)]);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Any fleet and any load, balanced by throughput: the moves stop
+    /// (then nothing moves for 10 rounds and every worker is settled),
+    /// the split is as even as the rule promises, and after the load
+    /// shifts it settles again.
+    #[test]
+    fn throughput_balancing_converges_and_never_oscillates(
+        workers in 1usize..6,
+        rates in prop::collection::vec(prop_oneof![3 => 0u64..5_000, 1 => 20_000u64..200_000], 1..30),
+        shifted in prop::collection::vec(0u64..100_000, 30),
+    ) {
+        let shards = rates.len();
+        let mut fleet = Fleet::by_throughput(shards, &rates);
+        for w in 0..workers {
+            fleet.join(&format!("w{w}"));
+        }
+        let still = fleet.run_until_still(1, 400)?;
+        prop_assert!(fleet.balanced_by_throughput().is_ok(), "{:?}", fleet.balanced_by_throughput());
+        prop_assert!(fleet.settled.iter().all(|s| *s), "{:?}", fleet.settled);
+
+        fleet.set_rates(&shifted[..shards]);
+        let before = fleet.moves;
+        let again = fleet.run_until_still(still + 10, still + 410)?;
+        prop_assert!(fleet.balanced_by_throughput().is_ok(), "after the shift: {:?}", fleet.balanced_by_throughput());
+        // Each move lowers the sum of squared loads by a margin, so few
+        // are needed: never more than one per lease and worker here.
+        prop_assert!(fleet.moves - before <= shards * workers, "{} moves", fleet.moves - before);
+        let moves = fleet.moves;
+        for round in again + 10..again + 30 {
+            fleet.round(round)?;
+        }
+        prop_assert_eq!(fleet.moves, moves, "moved under a steady load");
     }
 }
