@@ -161,3 +161,30 @@ fn the_single_consumer_takes_and_checks_every_consumer_setting() {
     assert_eq!(worker.config().consumer.prefetch_max_records, 1234);
     assert!(worker.config().consumer.ignore_shard_ordering);
 }
+
+#[test]
+fn balancing_is_by_count_by_default_and_bad_throughput_settings_are_refused() {
+    use kcl_core::{BalanceMode, ThroughputBalance};
+    assert_eq!(
+        full().build().unwrap().config().balance_mode,
+        BalanceMode::Count
+    );
+    for bad in [
+        ThroughputBalance::new().threshold(0.0),
+        ThroughputBalance::new().threshold(f64::INFINITY),
+        ThroughputBalance::new().rounds(0),
+    ] {
+        let msg = config_error(full().balance_mode(BalanceMode::Throughput(bad)).build());
+        assert!(msg.contains("throughput balance"), "{msg}");
+    }
+    let chosen = BalanceMode::Throughput(ThroughputBalance::new().threshold(0.25).rounds(5));
+    assert_eq!(
+        full()
+            .balance_mode(chosen)
+            .build()
+            .unwrap()
+            .config()
+            .balance_mode,
+        chosen
+    );
+}
