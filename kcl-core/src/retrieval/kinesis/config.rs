@@ -3,10 +3,10 @@
 use std::fmt;
 use std::time::Duration;
 
-use aws_config::BehaviorVersion;
+use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_kinesis::Client;
-use aws_sdk_kinesis::config::Region;
 use aws_sdk_kinesis::config::retry::RetryConfig;
+use aws_sdk_kinesis::config::{ProvideCredentials, Region, SharedCredentialsProvider};
 
 use super::source::KinesisSource;
 use crate::error::{Error, Result};
@@ -108,12 +108,35 @@ impl fmt::Display for StreamRef {
 /// Builds a [`KinesisSource`].
 ///
 /// The client is, in order of preference: the one given to
-/// [`client`](Self::client) (used as is); or one built from aws-config's
+/// [`client`](Self::client) (used as is); or one built from the
+/// [`sdk_config`](Self::sdk_config) given, else from aws-config's
 /// standard chain (environment, profile, SSO, container and instance
 /// credentials; `AWS_REGION`; `AWS_ENDPOINT_URL`), with
-/// [`endpoint_url`](Self::endpoint_url) and [`region`](Self::region)
-/// overriding the chain, and the SDK's own retries turned off because the
-/// reader backs off itself.
+/// [`endpoint_url`](Self::endpoint_url), [`region`](Self::region) and
+/// [`credentials_provider`](Self::credentials_provider) overriding it, and
+/// the SDK's own retries turned off because the reader backs off itself.
+///
+/// So each stream of a multi-stream application (see [`crate::stream`])
+/// can have its own account, region, credentials and endpoint, while its
+/// leases live in the application's one store:
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use kcl_core::retrieval::kinesis::KinesisSource;
+/// use kcl_core::stream::{StreamConfig, StreamTracker};
+/// # async fn demo() -> kcl_core::Result<()> {
+/// // A stream of another account, by ARN, with that account's role.
+/// let theirs = aws_config::from_env().region("eu-west-1").profile_name("partner").load().await;
+/// let source = KinesisSource::builder()
+///     .stream("arn:aws:kinesis:eu-west-1:210987654321:stream/partner-orders")
+///     .sdk_config(&theirs)
+///     .build()
+///     .await?;
+/// // account:name:creationEpoch, from DescribeStreamSummary.
+/// let id = source.stream_identifier().await?;
+/// let tracker = StreamTracker::fixed([StreamConfig::new(id, Arc::new(source))]);
+/// # let _ = tracker; Ok(()) }
+/// ```
 ///
 /// ```no_run
 /// use kcl_core::retrieval::kinesis::KinesisSource;
@@ -133,6 +156,8 @@ pub struct KinesisSourceBuilder {
     client: Option<Client>,
     endpoint_url: Option<String>,
     region: Option<String>,
+    sdk_config: Option<SdkConfig>,
+    credentials: Option<SharedCredentialsProvider>,
     settings: PollingSettings,
 }
 
@@ -143,6 +168,8 @@ impl fmt::Debug for KinesisSourceBuilder {
             .field("client", &self.client.as_ref().map(|_| "<given>"))
             .field("endpoint_url", &self.endpoint_url)
             .field("region", &self.region)
+            .field("sdk_config", &self.sdk_config.as_ref().map(|_| "<given>"))
+            .field("credentials", &self.credentials.as_ref().map(|_| "<given>"))
             .field("settings", &self.settings)
             .finish()
     }
@@ -175,6 +202,22 @@ impl KinesisSourceBuilder {
     /// Override the region. Ignored with [`client`](Self::client).
     pub fn region(mut self, region: impl Into<String>) -> Self {
         self.region = Some(region.into());
+        self
+    }
+
+    /// Build the client from this configuration (its region, credentials,
+    /// endpoint, timeouts) instead of aws-config's default chain; the
+    /// overrides of this builder still apply. Ignored with
+    /// [`client`](Self::client).
+    pub fn sdk_config(mut self, config: &SdkConfig) -> Self {
+        self.sdk_config = Some(config.clone());
+        self
+    }
+
+    /// Sign with these credentials (for example an assumed role of the
+    /// account that owns the stream). Ignored with [`client`](Self::client).
+    pub fn credentials_provider(mut self, provider: impl ProvideCredentials + 'static) -> Self {
+        self.credentials = Some(SharedCredentialsProvider::new(provider));
         self
     }
 
@@ -230,22 +273,29 @@ impl KinesisSourceBuilder {
         if stream.to_string().is_empty() {
             return Err(Error::Config("the stream name must not be empty".into()));
         }
+        if let StreamRef::Arn(arn) = &stream {
+            crate::stream::StreamArn::parse(arn)?;
+        }
         self.settings.validate()?;
         let client = match self.client {
             Some(client) => client,
             None => {
-                let mut loader = aws_config::defaults(BehaviorVersion::latest());
+                let sdk_config = match self.sdk_config {
+                    Some(config) => config,
+                    None => aws_config::defaults(BehaviorVersion::latest()).load().await,
+                };
+                let mut conf = aws_sdk_kinesis::config::Builder::from(&sdk_config)
+                    .retry_config(RetryConfig::disabled());
                 if let Some(url) = &self.endpoint_url {
-                    loader = loader.endpoint_url(url);
+                    conf = conf.endpoint_url(url);
                 }
                 if let Some(region) = self.region {
-                    loader = loader.region(Region::new(region));
+                    conf = conf.region(Region::new(region));
                 }
-                let sdk_config = loader.load().await;
-                let conf = aws_sdk_kinesis::config::Builder::from(&sdk_config)
-                    .retry_config(RetryConfig::disabled())
-                    .build();
-                Client::from_conf(conf)
+                if let Some(credentials) = self.credentials {
+                    conf = conf.credentials_provider(credentials);
+                }
+                Client::from_conf(conf.build())
             }
         };
         Ok(KinesisSource::new(client, stream, self.settings))

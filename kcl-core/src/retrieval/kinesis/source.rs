@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::ids::{HashKeyRange, ShardId};
 use crate::retrieval::{ChildShard, ShardDescription, ShardReader, ShardSource, StartingPosition};
 use crate::sequence::SequenceNumber;
+use crate::stream::{StreamArn, StreamIdentifier};
 
 /// A Kinesis data stream read by polling (`GetShardIterator` +
 /// `GetRecords`), on `aws-sdk-kinesis`.
@@ -71,6 +72,40 @@ impl KinesisSource {
     /// The pacing and retry settings.
     pub fn settings(&self) -> &PollingSettings {
         &self.inner.settings
+    }
+
+    /// The stream's identifier for a multi-stream application
+    /// (`account:name:creationEpoch`, see [`crate::stream`]), from
+    /// `DescribeStreamSummary`: the account from the stream's ARN, the
+    /// epoch from its creation time, as the Java KCL takes them.
+    pub async fn stream_identifier(&self) -> Result<StreamIdentifier> {
+        let inner = &self.inner;
+        let out = inner
+            .retrying("DescribeStreamSummary", || {
+                let req = inner.client.describe_stream_summary();
+                match &inner.stream {
+                    StreamRef::Name(n) => req.stream_name(n),
+                    StreamRef::Arn(a) => req.stream_arn(a),
+                }
+                .send()
+            })
+            .await
+            .map_err(|e| map_error(e, &format!("stream {}", inner.stream)))?;
+        let summary = out.stream_description_summary().ok_or_else(|| {
+            Error::generic("kinesis", "DescribeStreamSummary returned no summary")
+        })?;
+        let arn = StreamArn::parse(summary.stream_arn())?;
+        let created = summary.stream_creation_timestamp().secs();
+        let epoch = u64::try_from(created).map_err(|_| {
+            Error::generic(
+                "kinesis",
+                format!(
+                    "stream {} was created before 1970 ({created})",
+                    inner.stream
+                ),
+            )
+        })?;
+        StreamIdentifier::new(arn.account_id(), summary.stream_name(), epoch)
     }
 }
 
