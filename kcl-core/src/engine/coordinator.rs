@@ -576,7 +576,7 @@ impl<F: ProcessorFactory> Coordinator<F> {
         let delay = min.saturating_mul(1u32 << entry.failures.min(16)).min(max);
         entry.until = Instant::now() + delay;
         tracing::warn!(shard = %shard_id, failures = entry.failures, retry_in = ?delay, "shard consumer failed; backing off before taking it again");
-        metrics::counter!(metric::SHARD_BACKOFFS, "shard" => shard_id.to_string()).increment(1);
+        metrics::counter!(metric::SHARD_BACKOFFS, metric::shard_labels(shard_id)).increment(1);
     }
 
     /// Graceful shutdown: the heartbeat goes first (peers stop counting

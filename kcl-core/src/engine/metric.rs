@@ -2,7 +2,13 @@
 //! KCL's, recorded through the `metrics` facade (install any exporter in
 //! your binary, and call [`describe`] once after installing it so each
 //! metric has its help text and unit). One label key per concept: per-shard
-//! metrics carry `shard`, per-worker ones `worker`.
+//! metrics carry `shard`, per-worker ones `worker`. In a multi-stream
+//! application (see [`crate::stream`]) the engine's per-shard metrics carry
+//! `stream` (`account:name:epoch`) beside `shard` (the raw shard id), so
+//! `shardId-000000000000` of two streams are two series; a single-stream
+//! worker's series have no `stream` label, as before. The Kinesis readers'
+//! own per-shard metrics (`kcl_kinesis_*`, `kcl_fanout_*`) are recorded by
+//! each stream's source with its raw shard id only.
 //!
 //! | metric | kind | labels | Java KCL |
 //! |---|---|---|---|
@@ -189,5 +195,17 @@ pub fn describe() {
 /// A shard's consumer ended on this worker: its lag gauge goes to 0 once
 /// (see the module docs for what exporters do with the idle series).
 pub(crate) fn shard_released(shard_id: &crate::ids::ShardId) {
-    metrics::gauge!(MILLIS_BEHIND_LATEST, "shard" => shard_id.to_string()).set(0.0);
+    metrics::gauge!(MILLIS_BEHIND_LATEST, shard_labels(shard_id)).set(0.0);
+}
+
+/// The labels of a per-shard metric of the lease `key`: `shard`, and
+/// `stream` for a multi-stream lease key (then `shard` is the raw id).
+pub(crate) fn shard_labels(key: &crate::ids::ShardId) -> Vec<metrics::Label> {
+    match crate::stream::StreamIdentifier::split_lease_key(key) {
+        Some((stream, shard)) => vec![
+            metrics::Label::new("shard", shard.to_string()),
+            metrics::Label::new("stream", stream.to_string()),
+        ],
+        None => vec![metrics::Label::new("shard", key.to_string())],
+    }
 }

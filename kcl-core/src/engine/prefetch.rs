@@ -68,7 +68,7 @@ pub(crate) fn spawn(
 async fn run(mut spec: PrefetchSpec, tx: mpsc::Sender<Prefetched>) {
     let records_sem = Arc::new(Semaphore::new(spec.max_records));
     let bytes_sem = Arc::new(Semaphore::new(spec.max_bytes));
-    let shard = spec.shard_id.to_string();
+    let shard = metric::shard_labels(&spec.shard_id);
     let mut position = spec.start.clone();
     let mut last_read: Option<SequenceNumber> = None;
     let mut delay = spec.retry_min_delay;
@@ -119,12 +119,11 @@ async fn run(mut spec: PrefetchSpec, tx: mpsc::Sender<Prefetched>) {
                     break;
                 }
             };
-            metrics::histogram!(metric::GET_RECORDS_SECONDS, "shard" => shard.clone())
+            metrics::histogram!(metric::GET_RECORDS_SECONDS, shard.clone())
                 .record(started.elapsed().as_secs_f64());
             delay = spec.retry_min_delay;
             if let Some(ms) = batch.millis_behind_latest {
-                metrics::gauge!(metric::MILLIS_BEHIND_LATEST, "shard" => shard.clone())
-                    .set(ms as f64);
+                metrics::gauge!(metric::MILLIS_BEHIND_LATEST, shard.clone()).set(ms as f64);
             }
             if let Some(last) = batch.records.last() {
                 last_read = Some(last.sequence_number.clone());

@@ -246,7 +246,7 @@ impl<F: ProcessorFactory> SingleConsumer<F> {
                                         .min(config.consumer.retry_max_delay);
                                     entry.1 = tokio::time::Instant::now() + delay;
                                     tracing::warn!(shard = %shard_id, failures = entry.0, retry_in = ?delay, "shard consumer failed; backing off");
-                                    metrics::counter!(super::metric::SHARD_BACKOFFS, "shard" => shard_id.to_string()).increment(1);
+                                    metrics::counter!(super::metric::SHARD_BACKOFFS, super::metric::shard_labels(&shard_id)).increment(1);
                                 }
                                 _ => {
                                     backoff.remove(&shard_id);

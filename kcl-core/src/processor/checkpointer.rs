@@ -245,8 +245,11 @@ impl Checkpointer {
                     .await
             }
         };
-        metrics::histogram!(crate::engine::metric::CHECKPOINT_SECONDS, "shard" => held.shard_id.to_string())
-            .record(started.elapsed().as_secs_f64());
+        metrics::histogram!(
+            crate::engine::metric::CHECKPOINT_SECONDS,
+            crate::engine::metric::shard_labels(&held.shard_id)
+        )
+        .record(started.elapsed().as_secs_f64());
         self.fenced(result)?;
         tracing::debug!(shard = %self.held.shard_id, checkpoint = %position, "checkpointed");
         self.last = position;

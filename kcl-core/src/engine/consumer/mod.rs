@@ -441,8 +441,11 @@ impl<F: ProcessorFactory> Consumer<F> {
                     .with_policy(&mut processor, &mut cp, Call::Process(&input))
                     .await;
                 if matches!(step, Step::Done) {
-                    metrics::counter!(metric::RECORDS_PROCESSED, "shard" => self.shard().to_string())
-                        .increment(count);
+                    metrics::counter!(
+                        metric::RECORDS_PROCESSED,
+                        metric::shard_labels(self.shard())
+                    )
+                    .increment(count);
                     if let Some(delivered) = &self.delivered {
                         let bytes: usize = input.records.iter().map(|r| r.data.len()).sum();
                         delivered.fetch_add(bytes as u64, Ordering::Relaxed);
@@ -585,7 +588,7 @@ impl<F: ProcessorFactory> Consumer<F> {
             if self.lost.is_cancelled() {
                 return Step::Lost;
             }
-            metrics::counter!(metric::PROCESSOR_ERRORS, "shard" => self.shard().to_string())
+            metrics::counter!(metric::PROCESSOR_ERRORS, metric::shard_labels(self.shard()))
                 .increment(1);
             match self.ctx.config.consumer.error_policy {
                 ProcessorErrorPolicy::Skip => {
@@ -654,7 +657,7 @@ impl<F: ProcessorFactory> Consumer<F> {
     }
 
     async fn panicked(&mut self) -> Outcome {
-        metrics::counter!(metric::PROCESSOR_PANICS, "shard" => self.shard().to_string())
+        metrics::counter!(metric::PROCESSOR_PANICS, metric::shard_labels(self.shard()))
             .increment(1);
         // Hold the lease a moment so a processor that always panics does not
         // spin; then let any worker start a fresh processor from the last
