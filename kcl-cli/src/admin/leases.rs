@@ -1,9 +1,16 @@
 //! `kcl leases`: every lease of an application, with its lag when the
 //! stream is given; `kcl leases release` and `kcl leases assign`.
+//!
+//! In a multi-stream application (lease keys `account:name:epoch:shardId`)
+//! each lease shows its stream (a `STREAM` column and a `stream` JSON
+//! field) and, in the table, its raw shard id; `--stream NAME` gives the
+//! lag of that stream's leases only. `--shard` of `release` / `assign`
+//! takes the whole lease key.
 
 use std::collections::HashMap;
 
 use clap::{Args, Subcommand};
+use kcl_core::stream::StreamIdentifier;
 use kcl_core::{ExtendedSequenceNumber, Lease, ShardId, WorkerId};
 use serde::Serialize;
 
@@ -88,8 +95,13 @@ impl LeasesCommand {
 /// One lease as `kcl leases` shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct LeaseView {
-    /// The shard.
+    /// The shard (the lease key: `account:name:epoch:shardId` in a
+    /// multi-stream application).
     pub shard: String,
+    /// The stream (`account:name:epoch`) of a multi-stream lease; absent
+    /// in a single-stream application.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream: Option<String>,
     /// The owner, if any.
     pub owner: Option<String>,
     /// The checkpoint.
@@ -192,6 +204,7 @@ pub fn views(mut leases: Vec<Lease>) -> Vec<LeaseView> {
         .iter()
         .map(|l| LeaseView {
             shard: l.shard_id.to_string(),
+            stream: StreamIdentifier::split_lease_key(&l.shard_id).map(|(s, _)| s.to_string()),
             owner: l.owner.as_ref().map(ToString::to_string),
             checkpoint: (&l.checkpoint).into(),
             pending_checkpoint: l.pending_checkpoint.as_ref().map(|p| (&p.sequence).into()),
@@ -225,7 +238,14 @@ pub async fn report(
         let client = stream.aws.kinesis().await?;
         let mut sum = TotalLag::default();
         for (view, checkpoint) in views.iter_mut().zip(&checkpoints) {
-            let shard = ShardId::new(&view.shard)?;
+            let key = ShardId::new(&view.shard)?;
+            // A multi-stream lease: only those of the stream named, read
+            // by their raw shard id.
+            let shard = match StreamIdentifier::split_lease_key(&key) {
+                Some((of, raw)) if of.stream_name() == name.as_str() => raw,
+                Some(_) => continue,
+                None => key,
+            };
             let lag = shard_lag(&client, name, &shard, checkpoint, count_limit).await?;
             sum.records_behind += lag.records_behind;
             sum.max_millis_behind = sum.max_millis_behind.max(lag.millis_behind);
@@ -244,7 +264,13 @@ pub async fn report(
 /// The report as a table.
 pub fn render(report: &LeasesReport) -> String {
     let with_lag = report.total.is_some();
-    let mut header = vec![
+    let multi_stream = report.leases.iter().any(|l| l.stream.is_some());
+    let mut header = if multi_stream {
+        vec!["STREAM"]
+    } else {
+        Vec::new()
+    };
+    header.extend([
         "SHARD",
         "OWNER",
         "CHECKPOINT",
@@ -252,28 +278,51 @@ pub fn render(report: &LeasesReport) -> String {
         "PARENTS",
         "STATE",
         "SWITCHES",
-    ];
+    ]);
     if with_lag {
         header.extend(["MS_BEHIND", "RECORDS_BEHIND"]);
     }
     let mut table = Table::new(&header);
     for l in &report.leases {
-        let mut row = vec![
-            l.shard.clone(),
+        let raw = |id: &str| -> String {
+            match ShardId::new(id)
+                .ok()
+                .and_then(|k| StreamIdentifier::split_lease_key(&k))
+            {
+                Some((_, shard)) => shard.to_string(),
+                None => id.to_string(),
+            }
+        };
+        let mut row = if multi_stream {
+            vec![or_dash(l.stream.as_ref())]
+        } else {
+            Vec::new()
+        };
+        row.extend([
+            raw(&l.shard),
             or_dash(l.owner.as_ref()),
             l.checkpoint.to_string(),
             or_dash(l.pending_checkpoint.as_ref()),
             if l.parents.is_empty() {
                 "-".into()
             } else {
-                l.parents.join(",")
+                l.parents
+                    .iter()
+                    .map(|p| raw(p))
+                    .collect::<Vec<_>>()
+                    .join(",")
             },
             l.state.to_string(),
             l.owner_switches.to_string(),
-        ];
-        if let Some(lag) = &l.lag {
-            row.push(lag.millis_behind.to_string());
-            row.push(count(lag.records_behind, lag.capped));
+        ]);
+        match &l.lag {
+            Some(lag) => {
+                row.push(lag.millis_behind.to_string());
+                row.push(count(lag.records_behind, lag.capped));
+            }
+            // A lease of another stream than the one asked about.
+            None if with_lag => row.extend(["-".to_string(), "-".to_string()]),
+            None => {}
         }
         table.row(row);
     }
