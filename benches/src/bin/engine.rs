@@ -12,14 +12,16 @@
 //!    and a balancing hand-off, resume time and duplicates; a joiner
 //!    balanced, for 64 and 1,024 shards.
 //!
-//! Run: `cargo run --release -p kcl-benches --bin engine [-- --records N]`.
+//! Run: `cargo run --release -p kcl-benches --bin engine [-- --records N]`
+//! (`--part throughput|timings` for one of the two; `--side direct|engine`
+//! runs one side of the throughput figure alone, for a profiler).
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use kcl_core::retrieval::{ShardSource, StartingPosition};
 use kcl_core::testkit::FakeStream;
 use kcl_core::testkit::engine::{Event, PausableLeaseStore, Recorder};
@@ -41,6 +43,64 @@ struct Args {
     /// Lease duration for the timing scenarios, in milliseconds.
     #[arg(long, default_value_t = 2_000)]
     lease_ms: u64,
+    /// Which figures to print.
+    #[arg(long, value_enum, default_value = "all")]
+    part: Part,
+    /// Which side of the throughput figure to run (one side alone is for
+    /// profiling it, e.g. under `perf stat` or `valgrind --tool=callgrind`).
+    #[arg(long, value_enum, default_value = "both")]
+    side: Side,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Part {
+    All,
+    Throughput,
+    Timings,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Side {
+    Both,
+    Direct,
+    Engine,
+}
+
+/// CPU time of every thread of this process so far, from
+/// `/proc/self/task/*/schedstat` (nanoseconds on the CPU; Linux), or zero
+/// where the kernel does not say.
+fn process_cpu() -> Duration {
+    let mut ns = 0u64;
+    for task in std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if let Ok(text) = std::fs::read_to_string(task.path().join("schedstat")) {
+            ns += text
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    Duration::from_nanos(ns)
+}
+
+/// Wall and CPU time of one drain.
+#[derive(Clone, Copy, Debug)]
+struct Timed {
+    wall: Duration,
+    cpu: Duration,
+}
+
+async fn timed<F: std::future::Future<Output = ()>>(run: F) -> Timed {
+    let (wall, cpu) = (Instant::now(), process_cpu());
+    run.await;
+    Timed {
+        wall: wall.elapsed(),
+        cpu: process_cpu().saturating_sub(cpu),
+    }
 }
 
 fn store() -> Arc<MemoryStore> {
@@ -53,7 +113,7 @@ fn store() -> Arc<MemoryStore> {
 }
 
 /// Read every shard to its current end with the stream's own readers.
-async fn drain_directly(stream: &FakeStream, total: usize) -> Duration {
+async fn drain_directly(stream: &FakeStream, total: usize) -> Timed {
     // Counted before the clock starts: `records` clones the whole shard.
     let shards: Vec<_> = stream
         .shards()
@@ -63,57 +123,70 @@ async fn drain_directly(stream: &FakeStream, total: usize) -> Duration {
             (s, n)
         })
         .collect();
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for (shard, expected) in shards {
-        let stream = stream.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut reader = stream
-                .open_reader(&shard.shard_id, StartingPosition::TrimHorizon)
-                .await
-                .unwrap();
-            let mut n = 0;
-            while n < expected {
-                n += reader.next_batch().await.unwrap().records.len();
-            }
-            n
-        }));
-    }
-    let mut n = 0;
-    for t in tasks {
-        n += t.await.unwrap();
-    }
-    assert_eq!(n, total);
-    started.elapsed()
+    timed(async move {
+        let mut tasks = Vec::new();
+        for (shard, expected) in shards {
+            let stream = stream.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut reader = stream
+                    .open_reader(&shard.shard_id, StartingPosition::TrimHorizon)
+                    .await
+                    .unwrap();
+                let mut n = 0;
+                while n < expected {
+                    n += reader.next_batch().await.unwrap().records.len();
+                }
+                n
+            }));
+        }
+        let mut n = 0;
+        for t in tasks {
+            n += t.await.unwrap();
+        }
+        assert_eq!(n, total);
+    })
+    .await
 }
 
-/// Run a worker over the stream until every record was processed.
-async fn drain_with_engine(stream: &FakeStream, total: usize) -> Duration {
+/// Run a worker over the stream until every record was processed (from
+/// its start to the last record; the graceful stop is not timed).
+async fn drain_with_engine(stream: &FakeStream, total: usize) -> (Timed, Duration) {
     let count = Arc::new(AtomicUsize::new(0));
-    let c = count.clone();
-    let worker = Worker::builder()
-        .worker_id("bench")
-        .lease_store(store())
-        .source(Arc::new(stream.clone()))
-        .process_with(move |batch| {
-            let c = c.clone();
-            async move {
-                c.fetch_add(batch.records().len(), Ordering::Relaxed);
-                Ok(())
-            }
-        })
-        .build()
-        .unwrap();
-    let cancel = CancellationToken::new();
+    // The last batch ends the clock at once (no polling slack).
+    let done = CancellationToken::new();
+    let first = Arc::new(std::sync::OnceLock::new());
     let started = Instant::now();
+    let worker = {
+        let (count, done, first) = (count.clone(), done.clone(), first.clone());
+        Worker::builder()
+            .worker_id("bench")
+            .lease_store(store())
+            .source(Arc::new(stream.clone()))
+            .process_with(move |batch| {
+                let (count, done, first) = (count.clone(), done.clone(), first.clone());
+                async move {
+                    first.get_or_init(|| started.elapsed());
+                    let n = batch.records().len();
+                    if count.fetch_add(n, Ordering::Relaxed) + n >= total {
+                        done.cancel();
+                    }
+                    Ok(())
+                }
+            })
+            .build()
+            .unwrap()
+    };
+    let cancel = CancellationToken::new();
+    let (wall, cpu) = (Instant::now(), process_cpu());
     let run = tokio::spawn(worker.run(cancel.clone()));
-    while count.load(Ordering::Relaxed) < total {
-        tokio::time::sleep(Duration::from_micros(200)).await;
-    }
-    let took = started.elapsed();
+    done.cancelled().await;
+    let took = Timed {
+        wall: wall.elapsed(),
+        cpu: process_cpu().saturating_sub(cpu),
+    };
     cancel.cancel();
     run.await.unwrap().unwrap();
-    took
+    (took, first.get().copied().unwrap_or_default())
 }
 
 struct Running {
@@ -239,8 +312,23 @@ fn producer(stream: &FakeStream) -> CancellationToken {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
+    if args.part != Part::Timings {
+        throughput(&args).await;
+    }
+    if args.part != Part::Throughput {
+        timings(&args).await;
+    }
+}
 
-    // 1. Throughput.
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Throughput (figure 1): rounds alternate the direct drain and the engine over
+/// the same stream; each round's ratio is printed, then the best and the
+/// median, in wall time and in CPU time per record.
+async fn throughput(args: &Args) {
     let stream = FakeStream::new(args.shards);
     let payload = vec![b'x'; 100];
     for i in 0..args.records {
@@ -248,28 +336,88 @@ async fn main() {
             .put_record(format!("key-{i}"), payload.clone())
             .unwrap();
     }
-    let mut direct = Duration::MAX;
-    let mut engine = Duration::MAX;
-    for _ in 0..args.rounds {
-        direct = direct.min(drain_directly(&stream, args.records).await);
-        engine = engine.min(drain_with_engine(&stream, args.records).await);
-    }
-    let rate = |d: Duration| args.records as f64 / d.as_secs_f64();
+    let n = args.records as f64;
+    let rate = |d: Duration| n / d.as_secs_f64();
+    let per_record = |d: Duration| d.as_secs_f64() * 1e9 / n;
     println!(
-        "engine throughput: {} records over {} shards (100-byte payloads), best of {}:\n  \
-         direct drain {:>12.0} records/s ({direct:?})\n  \
-         engine       {:>12.0} records/s ({engine:?}; no-op processor, checkpoint per batch, memory store)\n  \
-         ratio engine/direct = {:.3} (engine overhead {:+.1}%)",
-        args.records,
-        args.shards,
-        args.rounds,
-        rate(direct),
-        rate(engine),
-        rate(engine) / rate(direct),
-        (engine.as_secs_f64() / direct.as_secs_f64() - 1.0) * 100.0,
+        "engine throughput: {} records over {} shards (100-byte payloads), {} alternating rounds \
+         (engine: no-op processor, checkpoint per batch, memory store):",
+        args.records, args.shards, args.rounds,
     );
+    let (mut direct, mut engine, mut firsts) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 1..=args.rounds {
+        let d = match args.side {
+            Side::Engine => None,
+            _ => Some(drain_directly(&stream, args.records).await),
+        };
+        let e = match args.side {
+            Side::Direct => None,
+            _ => {
+                let (timed, first) = drain_with_engine(&stream, args.records).await;
+                firsts.push(first.as_secs_f64() * 1e3);
+                Some(timed)
+            }
+        };
+        let show = |t: &Option<Timed>| {
+            t.map_or("-".to_string(), |t| {
+                format!(
+                    "{:>5.2}M/s, {:>5.1} ns CPU/record",
+                    rate(t.wall) / 1e6,
+                    per_record(t.cpu)
+                )
+            })
+        };
+        let ratio = match (d, e) {
+            (Some(d), Some(e)) => format!(
+                "ratio {:.3}, CPU {:.3}",
+                rate(e.wall) / rate(d.wall),
+                d.cpu.as_secs_f64() / e.cpu.as_secs_f64()
+            ),
+            _ => String::new(),
+        };
+        println!(
+            "  round {round}: direct {}  engine {}  {ratio}",
+            show(&d),
+            show(&e)
+        );
+        direct.extend(d);
+        engine.extend(e);
+    }
+    if direct.is_empty() || engine.is_empty() {
+        return;
+    }
+    let best = |v: &[Timed]| v.iter().map(|t| t.wall).min().unwrap();
+    let (bd, be) = (best(&direct), best(&engine));
+    let wall_ratios: Vec<f64> = direct
+        .iter()
+        .zip(&engine)
+        .map(|(d, e)| d.wall.as_secs_f64() / e.wall.as_secs_f64())
+        .collect();
+    let cpu_ratios: Vec<f64> = direct
+        .iter()
+        .zip(&engine)
+        .map(|(d, e)| d.cpu.as_secs_f64() / e.cpu.as_secs_f64())
+        .collect();
+    let cpu = |v: &[Timed]| median(v.iter().map(|t| per_record(t.cpu)).collect());
+    println!(
+        "  best: direct drain {:>12.0} records/s ({bd:?}), engine {:>12.0} records/s ({be:?})\n  \
+         ratio engine/direct = {:.3} best-of, {:.3} median of rounds (engine overhead {:+.1}%)\n  \
+         CPU per record (median): direct {:.1} ns, engine {:.1} ns; ratio direct/engine {:.3} median of rounds\n  \
+         engine start to its first batch (median): {:.2} ms",
+        rate(bd),
+        rate(be),
+        rate(be) / rate(bd),
+        median(wall_ratios),
+        (be.as_secs_f64() / bd.as_secs_f64() - 1.0) * 100.0,
+        cpu(&direct),
+        cpu(&engine),
+        median(cpu_ratios),
+        median(firsts),
+    );
+}
 
-    // 2. Failover, graceful hand-over, rebalance (real clock).
+/// Failover, graceful hand-over, rebalance on the real clock (figures 2).
+async fn timings(args: &Args) {
     let lease = Duration::from_millis(args.lease_ms);
     println!(
         "timings with lease duration {lease:?}, scan interval 100 ms, take interval {:?}:",
