@@ -234,7 +234,7 @@ macro_rules! setter {
 /// `config` holds one as `consumer` (both builders).
 macro_rules! consumer_setters {
     () => {
-        /// Set every consumer setting at once (see [`ConsumerConfig`]).
+        /// Set every consumer setting at once (see [`ConsumerConfig`](crate::engine::ConsumerConfig)).
         pub fn consumer_config(mut self, config: $crate::engine::ConsumerConfig) -> Self {
             self.config.consumer = config;
             self

@@ -201,7 +201,7 @@ enum Plan {
 
 impl<F: ProcessorFactory> SingleConsumer<F> {
     /// Run until `cancel`, then ask every processor to checkpoint and stop.
-    /// Returns an error only under [`ProcessorErrorPolicy::Stop`].
+    /// Returns an error only under [`ProcessorErrorPolicy::Stop`](crate::processor::ProcessorErrorPolicy::Stop).
     pub async fn run(self, cancel: CancellationToken) -> Result<()> {
         let mut running: HashMap<ShardId, watch::Sender<Control>> = HashMap::new();
         // Shards whose processor panicked: (failures, not before).
