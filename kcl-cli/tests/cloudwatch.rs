@@ -81,20 +81,13 @@ async fn the_daemon_publishes_its_metrics_to_cloudwatch() {
     ledger.put(&client, &stream, 30).await;
     let namespace = support::unique("kcl-test");
     let dir = tempfile::tempdir().unwrap();
-    let props = dir.path().join("d.properties");
-    std::fs::write(
-        &props,
-        format!(
-            "executableName = {child}\nstreamName = {stream}\napplicationName = {app}\n\
-             AwsCredentialsProvider = EnvironmentVariableCredentialsProvider\nregionName = us-east-1\n\
-             kinesisEndpoint = {endpoint}\nworkerId = cw-worker\ninitialPositionInStream = TRIM_HORIZON\n\
-             idleTimeBetweenReadsInMillis = 200\nleaseStoreUrl = {redis}\n",
-            child = env!("CARGO_BIN_EXE_kcl-sample-child"),
-            app = support::unique("app"),
-            endpoint = kinesis.endpoint,
-        ),
-    )
-    .unwrap();
+    let props = support::sample_child_properties(
+        dir.path(),
+        &stream,
+        &kinesis.endpoint,
+        "cw-worker",
+        &redis,
+    );
     let mut daemon = Command::new(env!("CARGO_BIN_EXE_kcl"))
         .args([
             "multilang",

@@ -45,20 +45,13 @@ async fn the_daemon_serves_its_metrics() {
     let mut ledger = support::Ledger::default();
     ledger.put(&client, &stream, 30).await;
     let dir = tempfile::tempdir().unwrap();
-    let props = dir.path().join("d.properties");
-    std::fs::write(
-        &props,
-        format!(
-            "executableName = {child}\nstreamName = {stream}\napplicationName = {app}\n\
-             AwsCredentialsProvider = EnvironmentVariableCredentialsProvider\nregionName = us-east-1\n\
-             kinesisEndpoint = {endpoint}\nworkerId = metrics-worker\ninitialPositionInStream = TRIM_HORIZON\n\
-             idleTimeBetweenReadsInMillis = 200\nleaseStoreUrl = {redis}\n",
-            child = env!("CARGO_BIN_EXE_kcl-sample-child"),
-            app = support::unique("app"),
-            endpoint = kinesis.endpoint,
-        ),
-    )
-    .unwrap();
+    let props = support::sample_child_properties(
+        dir.path(),
+        &stream,
+        &kinesis.endpoint,
+        "metrics-worker",
+        &redis,
+    );
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -383,3 +383,29 @@ pub async fn wait_all_seen(kind: ChildKind, daemons: &[&Daemon], ledger: &Ledger
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Write a daemon properties file into `dir` that runs the Rust sample
+/// child (`kcl-sample-child`) on `stream` at `endpoint`, leases in `store`,
+/// from TRIM_HORIZON, reading every 200 ms; a fresh application name.
+pub fn sample_child_properties(
+    dir: &Path,
+    stream: &str,
+    endpoint: &str,
+    worker: &str,
+    store: &str,
+) -> PathBuf {
+    let props = dir.join("d.properties");
+    std::fs::write(
+        &props,
+        format!(
+            "executableName = {child}\nstreamName = {stream}\napplicationName = {app}\n\
+             AwsCredentialsProvider = EnvironmentVariableCredentialsProvider\nregionName = us-east-1\n\
+             kinesisEndpoint = {endpoint}\nworkerId = {worker}\ninitialPositionInStream = TRIM_HORIZON\n\
+             idleTimeBetweenReadsInMillis = 200\nleaseStoreUrl = {store}\n",
+            child = env!("CARGO_BIN_EXE_kcl-sample-child"),
+            app = unique("app"),
+        ),
+    )
+    .unwrap();
+    props
+}
