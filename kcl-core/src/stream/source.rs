@@ -243,12 +243,18 @@ impl ShardSource for MultiStreamSource {
         state
             .untracked_since
             .retain(|id, _| untracked.contains_key(id));
-        let Some(delay) = self.tracker.delete_removed_after else {
+        if untracked.is_empty() {
             return Vec::new();
-        };
+        }
+        let listed = self.tracker.deletion.listed();
         let now = Instant::now();
         let mut out = Vec::new();
         for (stream, keys) in untracked {
+            let Some(delay) = self.tracker.deletion.delay_for(&listed, &stream) else {
+                // Kept: a stream named later counts its delay from then.
+                state.untracked_since.remove(&stream);
+                continue;
+            };
             let since = *state.untracked_since.entry(stream.clone()).or_insert(now);
             if now.duration_since(since) >= delay {
                 tracing::info!(stream = %stream, leases = keys.len(), "deleting the leases of a stream no longer tracked");
@@ -289,5 +295,126 @@ impl ShardReader for PrefixedReader {
             batch.shard_end = Some(children);
         }
         Ok(batch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A stream with no shards: `retired_leases` never reads one.
+    #[derive(Debug)]
+    struct NoShards;
+
+    #[async_trait]
+    impl ShardSource for NoShards {
+        async fn list_shards(&self) -> Result<Vec<ShardDescription>> {
+            Ok(Vec::new())
+        }
+        async fn open_reader(
+            &self,
+            _: &ShardId,
+            _: StartingPosition,
+        ) -> Result<Box<dyn ShardReader>> {
+            Err(Error::NotFound {
+                what: "no shards".into(),
+            })
+        }
+    }
+
+    fn stream(name: &str) -> StreamIdentifier {
+        format!("123456789012:{name}:1700000000").parse().unwrap()
+    }
+
+    /// Two lease keys of each of `tracked`, `kept` and `retired`.
+    fn leases() -> HashSet<ShardId> {
+        ["tracked", "kept", "retired"]
+            .iter()
+            .flat_map(|name| {
+                (0..2).map(move |n| {
+                    stream(name)
+                        .lease_key(&ShardId::new(format!("shardId-00000000000{n}")).unwrap())
+                        .unwrap()
+                })
+            })
+            .collect()
+    }
+
+    fn source(tracker: impl FnOnce(StreamTracker) -> StreamTracker) -> MultiStreamSource {
+        let tracked = StreamConfig::new(stream("tracked"), Arc::new(NoShards));
+        MultiStreamSource::new(tracker(StreamTracker::fixed([tracked])))
+    }
+
+    fn streams_of(keys: Vec<ShardId>) -> BTreeMap<String, usize> {
+        let mut out = BTreeMap::new();
+        for key in keys {
+            let (stream, _) = StreamIdentifier::split_lease_key(&key).unwrap();
+            *out.entry(stream.to_string()).or_default() += 1;
+        }
+        out
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn listed_deletion_takes_only_the_named_untracked_streams_after_the_delay() {
+        let named = vec![stream("retired"), stream("tracked")];
+        let source =
+            source(|t| t.delete_listed_after(Duration::from_secs(60), move || named.clone()));
+        assert!(
+            source.retired_leases(&leases()).is_empty(),
+            "before the delay"
+        );
+        tokio::time::advance(Duration::from_secs(59)).await;
+        assert!(
+            source.retired_leases(&leases()).is_empty(),
+            "before the delay"
+        );
+        tokio::time::advance(Duration::from_secs(1)).await;
+        // "tracked" is named but still tracked; "kept" is untracked but not named.
+        let got = streams_of(source.retired_leases(&leases()));
+        assert_eq!(got, BTreeMap::from([(stream("retired").to_string(), 2)]));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_named_late_counts_its_delay_from_when_it_was_named() {
+        let named = Arc::new(Mutex::new(Vec::new()));
+        let list = Arc::clone(&named);
+        let source = source(|t| {
+            t.delete_listed_after(Duration::from_secs(60), move || {
+                list.lock().unwrap().clone()
+            })
+        });
+        assert!(source.retired_leases(&leases()).is_empty());
+        tokio::time::advance(Duration::from_secs(120)).await;
+        assert!(
+            source.retired_leases(&leases()).is_empty(),
+            "named by nobody"
+        );
+        named.lock().unwrap().push(stream("kept"));
+        assert!(
+            source.retired_leases(&leases()).is_empty(),
+            "named just now"
+        );
+        tokio::time::advance(Duration::from_secs(60)).await;
+        let got = streams_of(source.retired_leases(&leases()));
+        assert_eq!(got, BTreeMap::from([(stream("kept").to_string(), 2)]));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn untracked_deletion_takes_every_untracked_stream_and_never_keeps_all() {
+        let auto = source(|t| t.delete_removed_after(Duration::ZERO));
+        let got = streams_of(auto.retired_leases(&leases()));
+        assert_eq!(
+            got,
+            BTreeMap::from([
+                (stream("kept").to_string(), 2),
+                (stream("retired").to_string(), 2)
+            ])
+        );
+        let never = source(|t| t);
+        tokio::time::advance(Duration::from_secs(86_400)).await;
+        assert!(never.retired_leases(&leases()).is_empty());
     }
 }

@@ -77,19 +77,78 @@ pub(super) enum Streams {
 ///
 /// A stream added starts at its own [`StreamConfig::initial_position`].
 /// A stream removed is no longer listed, so no new lease is created for
-/// it; its leases (the ones being read go on being read) are deleted once
-/// this worker has seen them untracked for
-/// [`delete_removed_after`](Self::delete_removed_after) (Java's
-/// `AutoDetectionAndDeferredDeletionStrategy`); by default they are never
-/// deleted (Java's `NoLeaseDeletionStrategy`), so a stream tracked again
-/// resumes at its checkpoints. The delay is counted on this worker's own
-/// clock from the first shard sync that saw the stream's leases with the
-/// stream untracked, so every worker of the fleet should track the same
-/// streams: a peer that still tracks a stream whose leases were deleted
-/// creates them again at the stream's initial position.
+/// it; what happens to its leases (the ones being read go on being read)
+/// is one of Java's `FormerStreamsLeasesDeletionStrategy`s:
+///
+/// - by default they are never deleted (Java's `NoLeaseDeletionStrategy`),
+///   so a stream tracked again resumes at its checkpoints;
+/// - [`delete_removed_after`](Self::delete_removed_after): deleted once
+///   this worker has seen them untracked for a delay (Java's
+///   `AutoDetectionAndDeferredDeletionStrategy`);
+/// - [`delete_listed_after`](Self::delete_listed_after): only the leases of
+///   the untracked streams a callback names are deleted, after a delay
+///   (Java's `ProvidedStreamsDeferredDeletionStrategy`); other untracked
+///   streams keep theirs.
+///
+/// The delay is counted on this worker's own clock from the first shard
+/// sync that saw the stream's leases with the stream untracked (and, for
+/// `delete_listed_after`, named), so every worker of the fleet should
+/// track the same streams: a peer that still tracks a stream whose leases
+/// were deleted creates them again at the stream's initial position.
 pub struct StreamTracker {
     pub(super) streams: Streams,
-    pub(super) delete_removed_after: Option<Duration>,
+    pub(super) deletion: Deletion,
+}
+
+/// The streams [`StreamTracker::delete_listed_after`] may delete.
+type Listed = Arc<dyn Fn() -> Vec<StreamIdentifier> + Send + Sync>;
+
+/// What happens to the leases of a stream no longer tracked.
+#[derive(Clone)]
+pub(super) enum Deletion {
+    /// Kept (Java's `NoLeaseDeletionStrategy`).
+    Never,
+    /// Deleted after the delay (`AutoDetectionAndDeferredDeletionStrategy`).
+    Untracked(Duration),
+    /// Deleted after the delay if `streams` names the stream
+    /// (`ProvidedStreamsDeferredDeletionStrategy`).
+    Listed { delay: Duration, streams: Listed },
+}
+
+impl Deletion {
+    /// The delay after which `stream`'s leases go, if they go at all.
+    pub(super) fn delay_for(
+        &self,
+        listed: &[StreamIdentifier],
+        stream: &StreamIdentifier,
+    ) -> Option<Duration> {
+        match self {
+            Deletion::Never => None,
+            Deletion::Untracked(delay) => Some(*delay),
+            Deletion::Listed { delay, .. } => listed.contains(stream).then_some(*delay),
+        }
+    }
+
+    /// The streams the user names for deletion now (empty unless listed).
+    pub(super) fn listed(&self) -> Vec<StreamIdentifier> {
+        match self {
+            Deletion::Listed { streams, .. } => streams(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl fmt::Debug for Deletion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Deletion::Never => f.write_str("Never"),
+            Deletion::Untracked(delay) => f.debug_tuple("Untracked").field(delay).finish(),
+            Deletion::Listed { delay, .. } => f
+                .debug_struct("Listed")
+                .field("delay", delay)
+                .finish_non_exhaustive(),
+        }
+    }
 }
 
 impl StreamTracker {
@@ -97,7 +156,7 @@ impl StreamTracker {
     pub fn fixed(streams: impl IntoIterator<Item = StreamConfig>) -> Self {
         StreamTracker {
             streams: Streams::Fixed(streams.into_iter().collect()),
-            delete_removed_after: None,
+            deletion: Deletion::Never,
         }
     }
 
@@ -112,7 +171,7 @@ impl StreamTracker {
                 interval,
                 poll: Arc::new(move || Box::pin(poll())),
             },
-            delete_removed_after: None,
+            deletion: Deletion::Never,
         }
     }
 
@@ -120,7 +179,35 @@ impl StreamTracker {
     /// seen untracked for `delay` (zero: at the first shard sync that
     /// sees it). Default: never.
     pub fn delete_removed_after(mut self, delay: Duration) -> Self {
-        self.delete_removed_after = Some(delay);
+        self.deletion = Deletion::Untracked(delay);
+        self
+    }
+
+    /// Delete the leases of a stream no longer tracked only if `streams`
+    /// names it, once it has been seen untracked and named for `delay`
+    /// (Java's `ProvidedStreamsDeferredDeletionStrategy`). `streams` is
+    /// asked at every shard sync that sees leases of an untracked stream;
+    /// a stream it names that is still tracked keeps its leases. Replaces
+    /// [`delete_removed_after`](Self::delete_removed_after).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kcl_core::stream::{StreamIdentifier, StreamTracker};
+    ///
+    /// let retired: StreamIdentifier = "123456789012:old-orders:1600000000".parse()?;
+    /// let tracker = StreamTracker::fixed([])
+    ///     .delete_listed_after(Duration::from_secs(3600), move || vec![retired.clone()]);
+    /// # drop(tracker);
+    /// # Ok::<(), kcl_core::Error>(())
+    /// ```
+    pub fn delete_listed_after<F>(mut self, delay: Duration, streams: F) -> Self
+    where
+        F: Fn() -> Vec<StreamIdentifier> + Send + Sync + 'static,
+    {
+        self.deletion = Deletion::Listed {
+            delay,
+            streams: Arc::new(streams),
+        };
         self
     }
 }
@@ -132,7 +219,6 @@ impl fmt::Debug for StreamTracker {
             Streams::Fixed(streams) => d.field("fixed", streams),
             Streams::Polled { interval, .. } => d.field("polled_every", interval),
         };
-        d.field("delete_removed_after", &self.delete_removed_after)
-            .finish()
+        d.field("deletion", &self.deletion).finish()
     }
 }

@@ -122,6 +122,23 @@ pub async fn three_streams_over_three_workers(
         async || seen(&split_id, &split) && seen(&kept_id, &kept),
     )
     .await;
+    // The first records can all be read before the last worker starts (a
+    // loaded machine): let the fleet spread out before the records put
+    // below, so each worker has some of them to process.
+    let store_ref = Arc::clone(&store);
+    wait_until(
+        "every worker holding a lease",
+        Duration::from_secs(60),
+        async || match store_ref.list_leases().await {
+            Ok(leases) => ["w1", "w2", "w3"].iter().all(|w| {
+                leases
+                    .iter()
+                    .any(|l| l.owner.as_ref().is_some_and(|o| o.as_str() == *w))
+            }),
+            Err(_) => false,
+        },
+    )
+    .await;
 
     // Change the world while the fleet runs.
     let first = split.shards()[0].clone();
