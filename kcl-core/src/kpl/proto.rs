@@ -74,13 +74,3 @@ pub(crate) struct Tag {
     #[prost(string, optional, tag = "2")]
     pub value: Option<String>,
 }
-
-impl UserRecord {
-    /// Whether every `required` field is present, as a proto2 parser
-    /// demands.
-    pub(crate) fn has_required_fields(&self) -> bool {
-        self.partition_key_index.is_some()
-            && self.data.is_some()
-            && self.tags.iter().all(|tag| tag.key.is_some())
-    }
-}

@@ -433,3 +433,89 @@ fn a_full_size_aggregate_fits_the_kinesis_limit() {
         "{size}"
     );
 }
+
+/// The in-place wire reader takes what prost's decoder takes and refuses
+/// what it refuses: unknown fields (groups included) skipped, a known field
+/// with the wrong wire type, a truncated length or an over-long varint
+/// refused.
+#[test]
+fn wire_reader_agrees_with_prost() {
+    // A valid record (pk 0, data "x") and a partition key table entry.
+    let rec: &[u8] = &[0x1A, 0x05, 0x08, 0x00, 0x1A, 0x01, b'x'];
+    let pk: &[u8] = &[0x0A, 0x01, b'a'];
+    let cat = |parts: &[&[u8]]| parts.concat();
+    let bodies: Vec<Vec<u8>> = vec![
+        cat(&[pk, rec]),
+        cat(&[rec, pk]),
+        // Unknown varint, fixed64, fixed32, length-delimited fields.
+        cat(&[pk, &[0x28, 0x05], rec]),
+        cat(&[pk, &[0x31, 1, 2, 3, 4, 5, 6, 7, 8], rec]),
+        cat(&[pk, &[0x3D, 1, 2, 3, 4], rec]),
+        cat(&[pk, &[0x42, 0x02, 0xFF, 0xFF], rec]),
+        // An unknown group (field 9), nested group inside, then its end.
+        cat(&[pk, &[0x4B, 0x53, 0x08, 0x01, 0x54, 0x4C], rec]),
+        // A group end that does not match.
+        cat(&[pk, &[0x4B, 0x54], rec]),
+        // Unknown fields inside the user record and a tag.
+        cat(&[
+            pk,
+            &[
+                0x1A, 0x09, 0x08, 0x00, 0x1A, 0x01, b'x', 0x28, 0x01, 0x30, 0x02,
+            ],
+        ]),
+        cat(&[
+            pk,
+            &[
+                0x1A, 0x0B, 0x08, 0x00, 0x1A, 0x01, b'x', 0x22, 0x04, 0x0A, 0x00, 0x18, 0x07,
+            ],
+        ]),
+        // Wrong wire types for known fields.
+        cat(&[&[0x08, 0x01], rec]),
+        cat(&[pk, &[0x1A, 0x05, 0x0A, 0x00, 0x1A, 0x01, b'x']]),
+        cat(&[pk, &[0x1A, 0x05, 0x08, 0x00, 0x18, 0x01, 0x00]]),
+        // Truncated length, field number 0, over-long varint, bad wire type.
+        cat(&[pk, &[0x1A, 0x09, 0x08, 0x00]]),
+        cat(&[pk, rec, &[0x00, 0x00]]),
+        cat(&[
+            pk,
+            &[
+                0x1A, 0x0E, 0x08, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F, 0x1A,
+                0x01, b'x',
+            ],
+        ]),
+        cat(&[pk, rec, &[0x4E]]),
+        // Repeated optional fields: the last one wins.
+        cat(&[
+            pk,
+            &[0x0A, 0x01, b'b'],
+            &[
+                0x1A, 0x0A, 0x08, 0x00, 0x1A, 0x01, b'x', 0x08, 0x01, 0x1A, 0x01, b'y',
+            ],
+        ]),
+    ];
+    for body in bodies {
+        let from_prost = AggregatedRecord::decode(&body[..]).map(|message| {
+            let pk_table = message.partition_key_table;
+            message
+                .records
+                .into_iter()
+                .map(|user| {
+                    let pk = pk_table[user.partition_key_index.unwrap() as usize].clone();
+                    (pk, user.data.unwrap())
+                })
+                .collect::<Vec<_>>()
+        });
+        let (outcome, out) = run(outer(frame(&body)), None);
+        match from_prost {
+            Ok(users) => {
+                assert_eq!(outcome, Outcome::Deaggregated(users.len()), "{body:02x?}");
+                let ours: Vec<_> = out
+                    .iter()
+                    .map(|r| (r.partition_key.to_string(), r.data.clone()))
+                    .collect();
+                assert_eq!(ours, users, "{body:02x?}");
+            }
+            Err(_) => assert_eq!(outcome, Outcome::Invalid(Invalid::Protobuf), "{body:02x?}"),
+        }
+    }
+}
