@@ -1,9 +1,9 @@
-#![cfg(feature = "testkit")]
 //! Path 13 of issue 11: a shard that leaves this worker does not keep its
 //! last lag forever (the `metrics` facade cannot remove a series, so the
 //! gauge goes to 0 once; exporters drop idle series). One test: the
 //! debugging recorder is global.
 
+#[path = "engine/common.rs"]
 mod engine_common;
 
 use std::sync::Arc;

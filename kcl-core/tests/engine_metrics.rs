@@ -1,7 +1,7 @@
-#![cfg(feature = "testkit")]
 //! The engine's metrics, read back with metrics-util's DebuggingRecorder
 //! (installed globally, so this file holds one test).
 
+#[path = "engine/common.rs"]
 mod engine_common;
 
 use std::time::Duration;

@@ -1,4 +1,3 @@
-#![cfg(feature = "testkit")]
 //! A multi-stream worker's per-shard metrics carry `stream` beside `shard`
 //! (the raw shard id), so the same shard id in two streams is two series.
 //! One test: the debugging recorder is global.

@@ -3,7 +3,6 @@
 //! split and a merge, subscriptions that end every 700 ms (0 lost, 0
 //! repeated), a frozen connection caught by the watchdog, and
 //! back-pressure from a caller that stops reading.
-#![cfg(feature = "kinesis")]
 
 #[path = "kinesis_embedded/mod.rs"]
 mod embedded;

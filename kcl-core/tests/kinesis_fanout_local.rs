@@ -4,7 +4,6 @@
 //! `ChildShards` name both parents of a merge), connections cut under the
 //! reader (0 lost, 0 repeated), and a frozen connection caught by the
 //! watchdog.
-#![cfg(all(feature = "kinesis", feature = "testkit"))]
 
 #[path = "kinesis_fanout_support/mod.rs"]
 mod fanout;

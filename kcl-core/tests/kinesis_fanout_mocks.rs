@@ -8,7 +8,6 @@
 //! registration race. Event streams are real encoded frames, decoded by
 //! the SDK. Tokio's clock is paused, so backoff is measured on virtual
 //! time.
-#![cfg(feature = "kinesis")]
 
 use std::time::Duration;
 

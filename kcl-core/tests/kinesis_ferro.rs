@@ -2,7 +2,6 @@
 //! loopback port: every iterator type, `ListShards` paging, shard end after
 //! a split and a merge (ferrokinesis sends no `ChildShards`, so this proves
 //! the `ListShards` lineage path), and an expired iterator.
-#![cfg(feature = "kinesis")]
 
 #[path = "kinesis_embedded/mod.rs"]
 mod embedded;

@@ -4,7 +4,6 @@
 //! sends `ChildShards` at a closed shard's end, so the split and merge
 //! tests here prove that path. Streams stay small: kinesis-mock's
 //! `PutRecords` slows down as a shard fills.
-#![cfg(all(feature = "kinesis", feature = "testkit"))]
 
 #[path = "kinesis_support/mod.rs"]
 mod support;

@@ -4,7 +4,6 @@
 //! record), resource not found, shard end with and without `ChildShards`,
 //! and pacing. Tokio's clock is paused, so backoff and pacing are measured
 //! on virtual time.
-#![cfg(feature = "kinesis")]
 
 use std::time::Duration;
 

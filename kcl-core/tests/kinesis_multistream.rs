@@ -8,7 +8,6 @@
 //! record of both streams is processed, each account saw only its own
 //! key, and `stream_identifier` reads `account:name:epoch` from
 //! `DescribeStreamSummary`.
-#![cfg(all(feature = "kinesis", feature = "testkit"))]
 
 #[path = "kinesis_embedded/mod.rs"]
 mod embedded;

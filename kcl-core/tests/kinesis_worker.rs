@@ -5,7 +5,6 @@
 //! checkpoint at LATEST (the peer reads from the pinned start). Run against ferrokinesis in-process
 //! and, when `KCL_TEST_KINESIS_ENDPOINT` is set, kinesis-mock; each by
 //! polling and by enhanced fan-out.
-#![cfg(all(feature = "kinesis", feature = "testkit"))]
 
 #[path = "kinesis_embedded/mod.rs"]
 mod embedded;

@@ -1,9 +1,8 @@
-#![cfg(feature = "testkit")]
 //! Configuration bounds (issue 11, paths 9, 10 and 14): every setting
 //! that would make the engine panic at run time, or force hand-offs before
 //! an owner can see them, is refused by `build()` with `Error::Config`.
 
-mod engine_common;
+use crate::common as engine_common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,9 +1,8 @@
-#![cfg(feature = "testkit")]
 //! A paused ("zombie") worker whose lease was taken cannot checkpoint, is
 //! told it lost the lease, and the checkpoint never moves backwards
 //! (DESIGN.md section 3, invariants 1 and 2).
 
-mod engine_common;
+use crate::common as engine_common;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

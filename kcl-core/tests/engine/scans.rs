@@ -1,11 +1,10 @@
-#![cfg(feature = "testkit")]
 //! The lease-listing cadence (issue 16, goal 1): at steady state a worker
 //! reads the heartbeats every scan interval and lists the leases only at
 //! the slow cadence, while a crash still moves its shards within 1.5 lease
 //! durations, and an owner whose heartbeats fail stops before a peer takes
 //! its leases by the heartbeat rule.
 
-mod engine_common;
+use crate::common as engine_common;
 
 use std::collections::HashSet;
 use std::sync::Arc;

@@ -1,9 +1,8 @@
-#![cfg(feature = "testkit")]
 //! The processor API through the engine: the checkpointer's range checks
 //! and prepared checkpoints, the error policies, panic isolation, the
 //! closure shortcut and configuration errors.
 
-mod engine_common;
+use crate::common as engine_common;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};

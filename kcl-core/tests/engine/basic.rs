@@ -1,4 +1,3 @@
-#![cfg(feature = "testkit")]
 //! The worker drains a stream, alone or with peers, and checkpoints what it
 //! processed (DESIGN.md section 3, invariants 1, 2 and 4).
 

@@ -1,4 +1,3 @@
-#![cfg(feature = "testkit")]
 //! Balancing by throughput (issue 17): the real engine on `MemoryStore` and
 //! the fake stream, on tokio's paused clock. 12 shards, two of which carry
 //! 80 % of the bytes, and 3 workers in `BalanceMode::Throughput`: the hot
@@ -6,7 +5,7 @@
 //! lease is within the threshold of the mean byte rate, the hand-offs
 //! process no record twice, and a steady load then moves nothing.
 
-mod engine_common;
+use crate::common as engine_common;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -1,9 +1,8 @@
-#![cfg(feature = "testkit")]
 //! Lineage paths that lost records or delivered a child before its parent
 //! (issue 11, paths 2, 3 and 6). Each test fails on the engine before the
 //! rebuild.
 
-mod engine_common;
+use crate::common as engine_common;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,8 +1,7 @@
-#![cfg(feature = "testkit")]
 //! Failover, graceful shutdown and hand-off (DESIGN.md section 4 targets;
 //! section 3 invariants 1 and 4).
 
-mod engine_common;
+use crate::common as engine_common;
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;

@@ -1,4 +1,3 @@
-#![cfg(feature = "testkit")]
 //! The fake stream behaves as a Kinesis stream does for a consumer.
 
 use std::collections::HashSet;

@@ -1,10 +1,9 @@
-#![cfg(feature = "testkit")]
 //! Path 4 of issue 11: a lease still at LATEST re-opened before its first
 //! checkpoint (after a crash, or a reader failure) reads from the instant
 //! the first open pinned, not from a new LATEST: nothing put in between is
 //! lost.
 
-mod engine_common;
+use crate::common as engine_common;
 
 use std::sync::Arc;
 use std::time::Duration;

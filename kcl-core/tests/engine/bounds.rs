@@ -1,9 +1,8 @@
-#![cfg(feature = "testkit")]
 //! The prefetch bounds hold after de-aggregation (issue 11, path 12): a
 //! crafted KPL aggregate of many sub-records cannot carry one read past
 //! `prefetch_max_records`, and the sub-records share their partition key.
 
-mod engine_common;
+use crate::common as engine_common;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -1,4 +1,3 @@
-#![cfg(feature = "testkit")]
 //! Many streams in one application, on the memory store: the shared
 //! scenario (3 streams x 8 shards over 3 workers; a split in one stream,
 //! one stream removed and one added while they run), and each stream's own

@@ -1,8 +1,7 @@
-#![cfg(feature = "testkit")]
 //! Engine options the MultiLang daemon passes through from Java's
 //! properties: a cap on leases per worker (`maxLeasesForWorker`).
 
-mod engine_common;
+use crate::common as engine_common;
 
 use std::sync::Arc;
 

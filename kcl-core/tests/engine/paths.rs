@@ -1,8 +1,7 @@
-#![cfg(feature = "testkit")]
 //! Coordination paths that ran one shard on two consumers (issue 11,
 //! paths 1, 5 and 8). Each test fails on the engine before the rebuild.
 
-mod engine_common;
+use crate::common as engine_common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,11 +1,10 @@
-#![cfg(feature = "testkit")]
 //! Property: under random kills, joins, graceful stops, splits and merges
 //! over a stream of numbered records, every record is processed at least
 //! once, and a record is processed twice only if the first worker was
 //! killed before checkpointing it (it lies after that worker's last
 //! checkpoint of the shard). DESIGN.md section 3, invariants 2, 4 and 5.
 
-mod engine_common;
+use crate::common as engine_common;
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;

@@ -1,9 +1,8 @@
-#![cfg(feature = "testkit")]
 //! Splits and merges mid-stream: children after parents (DESIGN.md
 //! section 3, invariant 5), nothing lost (invariant 4), finished parent
 //! leases cleaned up.
 
-mod engine_common;
+use crate::common as engine_common;
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -1,8 +1,7 @@
-#![cfg(feature = "testkit")]
 //! The single-process consumer: only a `CheckpointStore`, parents before
 //! children, all five starting positions, restart from checkpoints.
 
-mod engine_common;
+use crate::common as engine_common;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};

@@ -1,10 +1,9 @@
-#![cfg(feature = "testkit")]
 //! Processor endings and failures (issue 11, paths 7, 11 and 13): exactly
 //! one ending per processor, panics outside a call caught with a backoff
 //! per shard, and AT_TIMESTAMP honoured by children. Each test fails on
 //! the engine before the rebuild.
 
-mod engine_common;
+use crate::common as engine_common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
