@@ -18,7 +18,14 @@ echo "== cargo test"
 # With arguments (e.g. `-p kcl-store-redis`), test only what they name.
 scope=(--workspace)
 [ $# -gt 0 ] && scope=()
-cargo test "${scope[@]}" --all-targets --all-features "$@"
+# `--all-targets` would override a `--test NAME` (or `--lib`...) given as an argument.
+targets=(--all-targets)
+for arg in "$@"; do
+    case "$arg" in
+    --test | --test=* | --lib | --bin | --bin=* | --bins | --example* | --bench* | --tests) targets=() ;;
+    esac
+done
+cargo test "${scope[@]}" "${targets[@]}" --all-features "$@"
 # Doctests, unless the arguments already pick targets (`--test NAME`,
 # `--lib`...), which cargo refuses to mix with `--doc`.
 for arg in "$@"; do
