@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 
 use clap::{Args, Subcommand};
-use kcl_core::stream::StreamIdentifier;
+use kcl_core::stream::{StreamArn, StreamIdentifier};
 use kcl_core::{ExtendedSequenceNumber, Lease, ShardId, WorkerId};
 use serde::Serialize;
 
@@ -241,10 +241,8 @@ pub async fn report(
             let key = ShardId::new(&view.shard)?;
             // A multi-stream lease: only those of the stream named, read
             // by their raw shard id.
-            let shard = match StreamIdentifier::split_lease_key(&key) {
-                Some((of, raw)) if of.stream_name() == name.as_str() => raw,
-                Some(_) => continue,
-                None => key,
+            let Some(shard) = shard_of_stream(&key, name) else {
+                continue;
             };
             let lag = shard_lag(&client, name, &shard, checkpoint, count_limit).await?;
             sum.records_behind += lag.records_behind;
@@ -259,6 +257,23 @@ pub async fn report(
         leases: views,
         total,
     })
+}
+
+/// The shard to read for lease `key` when `--stream` is `stream` (a name
+/// or an ARN): a single-stream lease's own key; a multi-stream lease's raw
+/// shard id when its stream is the one named (by an ARN: same name and
+/// account); `None` for another stream's lease.
+fn shard_of_stream(key: &ShardId, stream: &str) -> Option<ShardId> {
+    let Some((of, raw)) = StreamIdentifier::split_lease_key(key) else {
+        return Some(key.clone());
+    };
+    let matches = match stream.parse::<StreamArn>() {
+        Ok(arn) if stream.starts_with("arn:") => {
+            arn.stream_name() == of.stream_name() && arn.account_id() == of.account_id()
+        }
+        _ => of.stream_name() == stream,
+    };
+    matches.then_some(raw)
 }
 
 /// The report as a table.
@@ -407,5 +422,36 @@ async fn assign(store: &StoreArgs, shard: &str, worker: &str) -> Result<(), Admi
             );
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod stream_filter_tests {
+    use super::*;
+
+    #[test]
+    fn stream_given_by_name_or_arn_picks_that_streams_leases() {
+        let ours = ShardId::new("123456789012:orders:1700000000:shardId-000000000001").unwrap();
+        let other = ShardId::new("123456789012:clicks:1700000000:shardId-000000000001").unwrap();
+        let other_account =
+            ShardId::new("210987654321:orders:1700000000:shardId-000000000001").unwrap();
+        let single = ShardId::new("shardId-000000000001").unwrap();
+        let raw = ShardId::new("shardId-000000000001").unwrap();
+        let arn = "arn:aws:kinesis:eu-west-1:123456789012:stream/orders";
+        for stream in ["orders", arn] {
+            assert_eq!(
+                shard_of_stream(&ours, stream),
+                Some(raw.clone()),
+                "{stream}"
+            );
+            assert_eq!(shard_of_stream(&other, stream), None, "{stream}");
+            assert_eq!(
+                shard_of_stream(&single, stream),
+                Some(raw.clone()),
+                "{stream}"
+            );
+        }
+        assert_eq!(shard_of_stream(&other_account, arn), None);
+        assert_eq!(shard_of_stream(&other_account, "orders"), Some(raw));
     }
 }
