@@ -13,7 +13,9 @@ pub enum Line {
     Skipped(&'static str),
 }
 
-/// Reads lines from a buffered reader; see the [module docs](self).
+/// Reads lines from a buffered reader: `\n`, `\r\n` and `\r` all end a
+/// line; blank lines and lines that are not UTF-8 are skipped; a line
+/// longer than the limit is skipped whole (its bytes are not kept).
 #[derive(Debug)]
 pub struct LineReader<R> {
     inner: R,
