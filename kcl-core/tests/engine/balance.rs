@@ -5,16 +5,14 @@
 //! lease is within the threshold of the mean byte rate, the hand-offs
 //! process no record twice, and a steady load then moves nothing.
 
-use crate::common as engine_common;
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use engine_common::*;
+use crate::common::*;
 use kcl_core::testkit::engine::{Event, Recorder};
 use kcl_core::testkit::{FakeRecord, FakeStream};
-use kcl_core::{BalanceMode, LeaseStore, ShardId, ThroughputBalance, Worker};
+use kcl_core::{BalanceMode, LeaseStore, ShardId, ThroughputBalance};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -70,23 +68,11 @@ fn spawn(
     stream: &FakeStream,
     recorder: &Recorder,
 ) -> Running {
-    let worker = Worker::builder()
-        .worker_id(id)
-        .lease_store(store)
-        .source(Arc::new(stream.clone()))
-        .lease_duration(LEASE)
-        .balance_mode(BalanceMode::Throughput(
+    spawn_worker_with(id, store, stream, recorder, |builder| {
+        builder.balance_mode(BalanceMode::Throughput(
             ThroughputBalance::new().threshold(THRESHOLD).rounds(3),
         ))
-        .processor(recorder.factory(id))
-        .build()
-        .unwrap();
-    let cancel = CancellationToken::new();
-    Running {
-        id: id.to_string(),
-        cancel: cancel.clone(),
-        task: tokio::spawn(worker.run(cancel)),
-    }
+    })
 }
 
 /// Each shard's owner and generation (a move changes the generation).

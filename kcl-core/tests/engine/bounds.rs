@@ -2,12 +2,10 @@
 //! crafted KPL aggregate of many sub-records cannot carry one read past
 //! `prefetch_max_records`, and the sub-records share their partition key.
 
-use crate::common as engine_common;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use engine_common::*;
+use crate::common::*;
 use kcl_core::Worker;
 use kcl_core::kpl::Aggregator;
 use kcl_core::testkit::{FakeRecord, FakeStream};

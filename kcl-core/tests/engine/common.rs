@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use kcl_core::testkit::FakeStream;
 use kcl_core::testkit::engine::Recorder;
-use kcl_core::{LeaseStore, Worker};
+use kcl_core::{LeaseStore, Worker, WorkerBuilder};
 use kcl_store_memory::MemoryStore;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -76,11 +76,25 @@ pub fn spawn_worker(
     stream: &FakeStream,
     recorder: &Recorder,
 ) -> Running {
-    let worker = Worker::builder()
+    spawn_worker_with(id, store, stream, recorder, |builder| builder)
+}
+
+/// [`spawn_worker`] with more settings: `configure` gets the builder with
+/// the id, store, stream and lease duration already set (the processor
+/// is the recorder's, set after).
+pub fn spawn_worker_with(
+    id: &str,
+    store: Arc<dyn LeaseStore>,
+    stream: &FakeStream,
+    recorder: &Recorder,
+    configure: impl FnOnce(WorkerBuilder<()>) -> WorkerBuilder<()>,
+) -> Running {
+    let builder = Worker::builder()
         .worker_id(id)
         .lease_store(store)
         .source(Arc::new(stream.clone()))
-        .lease_duration(LEASE)
+        .lease_duration(LEASE);
+    let worker = configure(builder)
         .processor(recorder.factory(id))
         .build()
         .unwrap();

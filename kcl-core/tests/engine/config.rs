@@ -2,12 +2,10 @@
 //! that would make the engine panic at run time, or force hand-offs before
 //! an owner can see them, is refused by `build()` with `Error::Config`.
 
-use crate::common as engine_common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use engine_common::*;
+use crate::common::*;
 use kcl_core::testkit::FakeStream;
 use kcl_core::{Error, Worker};
 

@@ -3,13 +3,11 @@
 //! per shard, and AT_TIMESTAMP honoured by children. Each test fails on
 //! the engine before the rebuild.
 
-use crate::common as engine_common;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use engine_common::*;
+use crate::common::*;
 use kcl_core::engine::SingleConsumer;
 use kcl_core::testkit::engine::Recorder;
 use kcl_core::testkit::{FakeRecord, FakeStream};

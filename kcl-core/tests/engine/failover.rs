@@ -1,12 +1,10 @@
 //! Failover, graceful shutdown and hand-off (DESIGN.md section 4 targets;
 //! section 3 invariants 1 and 4).
 
-use crate::common as engine_common;
-
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use engine_common::*;
+use crate::common::*;
 use kcl_core::testkit::FakeStream;
 use kcl_core::testkit::engine::Recorder;
 use tokio::time::Instant;

@@ -2,15 +2,13 @@
 //! (issue 11, paths 2, 3 and 6). Each test fails on the engine before the
 //! rebuild.
 
-use crate::common as engine_common;
-
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::common::*;
 use async_trait::async_trait;
-use engine_common::*;
 use kcl_core::retrieval::{ShardDescription, ShardReader, ShardSource, StartingPosition};
 use kcl_core::testkit::engine::{Event, Recorder};
 use kcl_core::testkit::{FakeRecord, FakeStream};

@@ -1,11 +1,9 @@
 //! Engine options the MultiLang daemon passes through from Java's
 //! properties: a cap on leases per worker (`maxLeasesForWorker`).
 
-use crate::common as engine_common;
-
 use std::sync::Arc;
 
-use engine_common::*;
+use crate::common::*;
 use kcl_core::Worker;
 use kcl_core::testkit::FakeStream;
 use kcl_core::testkit::engine::Recorder;

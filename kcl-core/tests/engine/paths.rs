@@ -1,12 +1,10 @@
 //! Coordination paths that ran one shard on two consumers (issue 11,
 //! paths 1, 5 and 8). Each test fails on the engine before the rebuild.
 
-use crate::common as engine_common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use engine_common::*;
+use crate::common::*;
 use kcl_core::testkit::FakeStream;
 use kcl_core::testkit::engine::{Event, PausableLeaseStore, Recorder};
 use kcl_core::{LeaseStore, Worker};
@@ -129,21 +127,9 @@ async fn an_owner_cut_off_from_the_store_stops_before_a_peer_takes() {
     // A renew interval that does not divide the lease duration, as on a
     // real clock where ticks never land exactly on it.
     let spawn = |id: &str, store: Arc<dyn LeaseStore>| {
-        let worker = Worker::builder()
-            .worker_id(id)
-            .lease_store(store)
-            .source(Arc::new(stream.clone()))
-            .lease_duration(LEASE)
-            .renew_interval(LEASE * 2 / 5)
-            .processor(recorder.factory(id))
-            .build()
-            .unwrap();
-        let cancel = CancellationToken::new();
-        Running {
-            id: id.to_string(),
-            cancel: cancel.clone(),
-            task: tokio::spawn(worker.run(cancel)),
-        }
+        spawn_worker_with(id, store, &stream, &recorder, |builder| {
+            builder.renew_interval(LEASE * 2 / 5)
+        })
     };
     let z = spawn("z", Arc::new(cut_off.clone()));
     let (stop_producer, producer) = producer(&stream, Duration::from_millis(20));

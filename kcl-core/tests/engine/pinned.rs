@@ -3,16 +3,13 @@
 //! the first open pinned, not from a new LATEST: nothing put in between is
 //! lost.
 
-use crate::common as engine_common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use engine_common::*;
+use crate::common::*;
 use kcl_core::testkit::engine::Recorder;
 use kcl_core::testkit::{FakeStream, Fault};
-use kcl_core::{InitialPosition, LeaseStore, Worker};
-use tokio_util::sync::CancellationToken;
+use kcl_core::{InitialPosition, LeaseStore};
 
 fn latest_worker(
     id: &str,
@@ -20,21 +17,9 @@ fn latest_worker(
     stream: &FakeStream,
     recorder: &Recorder,
 ) -> Running {
-    let worker = Worker::builder()
-        .worker_id(id)
-        .lease_store(store)
-        .source(Arc::new(stream.clone()))
-        .lease_duration(LEASE)
-        .initial_position(InitialPosition::Latest)
-        .processor(recorder.factory(id))
-        .build()
-        .unwrap();
-    let cancel = CancellationToken::new();
-    Running {
-        id: id.to_string(),
-        cancel: cancel.clone(),
-        task: tokio::spawn(worker.run(cancel)),
-    }
+    spawn_worker_with(id, store, stream, recorder, |builder| {
+        builder.initial_position(InitialPosition::Latest)
+    })
 }
 
 /// The shard's reader has made at least one read (it resolved LATEST).

@@ -2,14 +2,12 @@
 //! and prepared checkpoints, the error policies, panic isolation, the
 //! closure shortcut and configuration errors.
 
-use crate::common as engine_common;
-
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use engine_common::*;
+use crate::common::*;
 use kcl_core::testkit::FakeStream;
 use kcl_core::{
     BoxError, Checkpointer, Error, ExtendedSequenceNumber, InitializeInput, LeaseStore,
@@ -336,7 +334,7 @@ async fn skip_policy_moves_on_and_stop_policy_stops_the_worker() {
     fill(&stream, 0, 10);
     let seen = Seen::default();
     let (_cancel, run) = run_worker(
-        engine_common::store(),
+        crate::common::store(),
         &stream,
         ProcessorErrorPolicy::Stop,
         flaky(&seen, 1, None),

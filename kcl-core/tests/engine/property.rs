@@ -4,12 +4,10 @@
 //! killed before checkpointing it (it lies after that worker's last
 //! checkpoint of the shard). DESIGN.md section 3, invariants 2, 4 and 5.
 
-use crate::common as engine_common;
-
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use engine_common::*;
+use crate::common::*;
 use kcl_core::testkit::FakeStream;
 use kcl_core::testkit::engine::{Event, Recorder};
 use kcl_core::{ExtendedSequenceNumber, ShardId};

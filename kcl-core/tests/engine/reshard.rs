@@ -2,12 +2,10 @@
 //! section 3, invariant 5), nothing lost (invariant 4), finished parent
 //! leases cleaned up.
 
-use crate::common as engine_common;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
-use engine_common::*;
+use crate::common::*;
 use kcl_core::testkit::FakeStream;
 use kcl_core::testkit::engine::Recorder;
 use kcl_core::{LeaseStore, ShardId};

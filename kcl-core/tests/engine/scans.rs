@@ -4,15 +4,13 @@
 //! durations, and an owner whose heartbeats fail stops before a peer takes
 //! its leases by the heartbeat rule.
 
-use crate::common as engine_common;
-
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::common::*;
 use async_trait::async_trait;
-use engine_common::*;
 use kcl_core::testkit::FakeStream;
 use kcl_core::testkit::engine::{Event, Recorder};
 use kcl_core::{

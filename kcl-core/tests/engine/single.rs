@@ -1,12 +1,10 @@
 //! The single-process consumer: only a `CheckpointStore`, parents before
 //! children, all five starting positions, restart from checkpoints.
 
-use crate::common as engine_common;
-
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use engine_common::*;
+use crate::common::*;
 use kcl_core::engine::SingleConsumer;
 use kcl_core::retrieval::StartingPosition;
 use kcl_core::testkit::engine::Recorder;

@@ -2,12 +2,10 @@
 //! told it lost the lease, and the checkpoint never moves backwards
 //! (DESIGN.md section 3, invariants 1 and 2).
 
-use crate::common as engine_common;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use engine_common::*;
+use crate::common::*;
 use kcl_core::testkit::FakeStream;
 use kcl_core::testkit::engine::{Event, PausableLeaseStore, Recorder};
 use kcl_core::{ExtendedSequenceNumber, LeaseStore};
