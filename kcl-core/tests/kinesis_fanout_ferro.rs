@@ -88,7 +88,7 @@ async fn cut_connections_resubscribe_from_the_continuation() {
     cut_connections(&s.endpoint).await;
 }
 
-pub async fn cut_connections(endpoint: &str) {
+async fn cut_connections(endpoint: &str) {
     let stream = support::unique_stream("cut");
     let c = support::client(endpoint);
     support::create_stream(&c, &stream, 1).await;

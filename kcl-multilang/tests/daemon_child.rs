@@ -28,9 +28,9 @@ struct Setup {
 
 mod tempfile_dir {
     /// A private directory under the target dir, removed on drop.
-    pub struct Dir(pub std::path::PathBuf);
+    pub(crate) struct Dir(pub std::path::PathBuf);
     impl Dir {
-        pub fn new() -> Dir {
+        pub(crate) fn new() -> Dir {
             let p = std::env::temp_dir().join(format!(
                 "kcl-ml-{}-{}",
                 std::process::id(),

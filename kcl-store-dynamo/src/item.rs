@@ -92,9 +92,9 @@ pub const CHECKPOINT_OWNER: &str = "checkpointOwner";
 /// Java KCL 3.5: what an item of the lease table is (`LEASE`, or one of
 /// the coordinator's own kinds: worker metrics, leader, migration state,
 /// stream entries). Absent on every lease Java 2.x-3.4 or we write.
-pub const ENTITY_TYPE: &str = "entityType";
+pub(crate) const ENTITY_TYPE: &str = "entityType";
 /// The [`ENTITY_TYPE`] of a lease.
-pub const ENTITY_LEASE: &str = "LEASE";
+pub(crate) const ENTITY_LEASE: &str = "LEASE";
 /// Multi-stream leases: the stream, `account:name:epoch` (S; Java keeps
 /// the name `streamName` for the whole identifier).
 pub const STREAM_NAME: &str = "streamName";
@@ -104,14 +104,14 @@ pub const SHARD_ID: &str = "shardId";
 pub const GENERATION: &str = "kclrsGeneration";
 /// Ours: a random token of the call that created the item, so a create
 /// the SDK retried after it succeeded still reports that it created it.
-pub const CREATE_TOKEN: &str = "kclrsCreateToken";
+pub(crate) const CREATE_TOKEN: &str = "kclrsCreateToken";
 /// Ours: the worker a hand-off was requested to.
 pub const HANDOFF_TO: &str = "kclrsHandoffTo";
 /// Ours: the pinned start of a lease still at `LATEST` / `AT_TIMESTAMP`,
 /// milliseconds since the Unix epoch (N).
-pub const PINNED_START: &str = "kclrsPinnedStart";
+pub(crate) const PINNED_START: &str = "kclrsPinnedStart";
 /// Java KCL 3.x: the lease's recent throughput, KiB/s (N, a decimal).
-pub const THROUGHPUT_KBPS: &str = "throughputKBps";
+pub(crate) const THROUGHPUT_KBPS: &str = "throughputKBps";
 
 /// A throughput in bytes per second as Java's `throughputKBps` (KiB/s):
 /// exact (a division by a power of two, printed in the shortest form

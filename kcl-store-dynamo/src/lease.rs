@@ -69,7 +69,7 @@ fn next(shard_id: &ShardId, what: &str, value: u64) -> Result<u64> {
 /// never repeats one a zombie of its previous life may still hold.
 fn next_generation(shard_id: &ShardId, generation: u64) -> Result<u64> {
     if generation == 0 {
-        return Ok(kcl_core::Lease::random_generation_epoch());
+        return Ok(Lease::random_generation_epoch());
     }
     next(shard_id, "kclrsGeneration", generation)
 }

@@ -136,7 +136,7 @@ impl LeaseStore for Unfenced {
 async fn check_panics<F, Fut>(store: Arc<dyn LeaseStore>, check: F) -> bool
 where
     F: FnOnce(Arc<dyn LeaseStore>) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
 {
     match tokio::spawn(check(store)).await {
         Ok(()) => false,

@@ -94,7 +94,7 @@ struct Timed {
     cpu: Duration,
 }
 
-async fn timed<F: std::future::Future<Output = ()>>(run: F) -> Timed {
+async fn timed<F: Future<Output = ()>>(run: F) -> Timed {
     let (wall, cpu) = (Instant::now(), process_cpu());
     run.await;
     Timed {

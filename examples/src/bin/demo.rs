@@ -311,7 +311,7 @@ async fn run(args: Args) -> Result<(), String> {
             format!("endpoint {endpoint}"),
         ),
         (None, Some(_)) => {
-            let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+            let mut loader = aws_config::defaults(BehaviorVersion::latest());
             if let Some(r) = &args.region {
                 loader = loader.region(Region::new(r.clone()));
             }

@@ -16,6 +16,7 @@ pub struct StreamArgs {
     /// position checks.
     #[arg(long, value_name = "NAME")]
     pub stream: Option<String>,
+    /// Region and endpoint.
     #[command(flatten)]
     pub aws: AwsArgs,
 }

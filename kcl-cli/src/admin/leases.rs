@@ -51,6 +51,7 @@ pub enum LeasesAction {
     /// Free a lease: its owner is fenced out (its next renew or checkpoint
     /// fails) and any worker may take it.
     Release {
+        /// Where the leases are.
         #[command(flatten)]
         store: StoreArgs,
         /// The shard whose lease to free.
@@ -60,6 +61,7 @@ pub enum LeasesAction {
     /// Ask the lease's owner to hand it to another worker (a graceful
     /// hand-off; the owner checkpoints and releases it on its next renew).
     Assign {
+        /// Where the leases are.
         #[command(flatten)]
         store: StoreArgs,
         /// The shard whose lease to hand over.

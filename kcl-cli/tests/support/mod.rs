@@ -16,10 +16,10 @@ use aws_sdk_kinesis::types::{PutRecordsRequestEntry, StreamStatus};
 use rustix::process::{Pid, Signal, kill_process};
 
 #[path = "../../../kcl-core/tests/kinesis_embedded/mod.rs"]
-pub mod embedded;
+pub(crate) mod embedded;
 
 /// A client for the emulator: dummy credentials, `us-east-1`.
-pub fn client(endpoint: &str) -> Client {
+pub(crate) fn client(endpoint: &str) -> Client {
     let conf = aws_sdk_kinesis::config::Builder::new()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
@@ -29,11 +29,11 @@ pub fn client(endpoint: &str) -> Client {
     Client::from_conf(conf)
 }
 
-pub fn unique(prefix: &str) -> String {
+pub(crate) fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
 }
 
-pub async fn wait_active(client: &Client, stream: &str) {
+pub(crate) async fn wait_active(client: &Client, stream: &str) {
     for _ in 0..600 {
         if let Ok(out) = client
             .describe_stream_summary()
@@ -51,7 +51,7 @@ pub async fn wait_active(client: &Client, stream: &str) {
     panic!("stream {stream} never became ACTIVE");
 }
 
-pub async fn create_stream(client: &Client, stream: &str, shards: i32) {
+pub(crate) async fn create_stream(client: &Client, stream: &str, shards: i32) {
     client
         .create_stream()
         .stream_name(stream)
@@ -64,7 +64,7 @@ pub async fn create_stream(client: &Client, stream: &str, shards: i32) {
 
 /// Split `shard` in two halves of its hash range (the stream's first shard
 /// of a 2-shard stream covers `[0, 2^127)`).
-pub async fn split(client: &Client, stream: &str, shard: &str, at: u128) {
+pub(crate) async fn split(client: &Client, stream: &str, shard: &str, at: u128) {
     client
         .split_shard()
         .stream_name(stream)
@@ -78,14 +78,14 @@ pub async fn split(client: &Client, stream: &str, shard: &str, at: u128) {
 
 /// Records put so far: id → sequence number.
 #[derive(Debug, Default)]
-pub struct Ledger {
+pub(crate) struct Ledger {
     pub ids: BTreeMap<String, String>,
     next: usize,
 }
 
 impl Ledger {
     /// Put `n` records with fresh ids (the data is the id).
-    pub async fn put(&mut self, client: &Client, stream: &str, n: usize) {
+    pub(crate) async fn put(&mut self, client: &Client, stream: &str, n: usize) {
         let mut entries = Vec::new();
         let mut ids = Vec::new();
         for _ in 0..n {
@@ -117,7 +117,7 @@ impl Ledger {
 
 /// Which official (or our) child library a daemon runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChildKind {
+pub(crate) enum ChildKind {
     /// `kcl-sample-child` on `kcl_multilang::child::run`.
     Rust,
     /// PyPI amazon-kclpy's `samples/sample_kclpy_app.py`, unmodified.
@@ -129,7 +129,7 @@ pub enum ChildKind {
 impl ChildKind {
     /// The executableName and environment for this kind, or `None` (with a
     /// printed line) when its library is not installed.
-    pub fn command(self, out: &Path) -> Option<(String, Vec<(String, String)>)> {
+    pub(crate) fn command(self, out: &Path) -> Option<(String, Vec<(String, String)>)> {
         match self {
             ChildKind::Rust => Some((
                 env!("CARGO_BIN_EXE_kcl-sample-child").to_string(),
@@ -160,7 +160,7 @@ impl ChildKind {
 
 /// A server variable; unset, the test skips (or fails under
 /// `KCL_TEST_REQUIRE_SERVERS=1`).
-pub fn server_var(name: &str) -> Option<String> {
+pub(crate) fn server_var(name: &str) -> Option<String> {
     match std::env::var(name) {
         Ok(v) if !v.is_empty() => Some(v),
         _ => {
@@ -175,7 +175,7 @@ pub fn server_var(name: &str) -> Option<String> {
 
 /// One `kcl multilang` process.
 #[derive(Debug)]
-pub struct Daemon {
+pub(crate) struct Daemon {
     pub name: String,
     pub child: Child,
     pub out: PathBuf,
@@ -183,7 +183,7 @@ pub struct Daemon {
 }
 
 /// Settings for a daemon.
-pub struct DaemonSpec<'a> {
+pub(crate) struct DaemonSpec<'a> {
     pub dir: &'a Path,
     pub name: &'a str,
     pub kind: ChildKind,
@@ -195,7 +195,7 @@ pub struct DaemonSpec<'a> {
 }
 
 impl Daemon {
-    pub fn start(spec: &DaemonSpec<'_>) -> Option<Daemon> {
+    pub(crate) fn start(spec: &DaemonSpec<'_>) -> Option<Daemon> {
         let out = spec.dir.join(format!("{}.records", spec.name));
         let log = spec.dir.join(format!("{}.log", spec.name));
         let (exe, env) = spec.kind.command(&out)?;
@@ -252,16 +252,16 @@ impl Daemon {
         })
     }
 
-    pub fn pid(&self) -> Pid {
+    pub(crate) fn pid(&self) -> Pid {
         Pid::from_raw(self.child.id() as i32).unwrap()
     }
 
-    pub fn signal(&self, signal: Signal) {
+    pub(crate) fn signal(&self, signal: Signal) {
         let _ = kill_process(self.pid(), signal);
     }
 
     /// The pids of this daemon's child processes.
-    pub fn children(&self) -> Vec<i32> {
+    pub(crate) fn children(&self) -> Vec<i32> {
         let mut pids = Vec::new();
         let tasks = format!("/proc/{}/task", self.child.id());
         for task in std::fs::read_dir(tasks).into_iter().flatten().flatten() {
@@ -276,7 +276,7 @@ impl Daemon {
     }
 
     /// Wait for the daemon to exit; its status code.
-    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+    pub(crate) fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
         let start = Instant::now();
         while start.elapsed() < limit {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -287,7 +287,7 @@ impl Daemon {
         None
     }
 
-    pub fn log_text(&self) -> String {
+    pub(crate) fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
@@ -302,7 +302,7 @@ impl Drop for Daemon {
 }
 
 /// The ids a daemon's children reported seeing.
-pub fn seen(kind: ChildKind, daemon: &Daemon, ledger: &Ledger) -> BTreeMap<String, usize> {
+pub(crate) fn seen(kind: ChildKind, daemon: &Daemon, ledger: &Ledger) -> BTreeMap<String, usize> {
     let mut counts = BTreeMap::new();
     match kind {
         ChildKind::Rust | ChildKind::Node => {
@@ -334,7 +334,7 @@ pub fn seen(kind: ChildKind, daemon: &Daemon, ledger: &Ledger) -> BTreeMap<Strin
 }
 
 /// Ids put but seen by no daemon.
-pub fn missing(kind: ChildKind, daemons: &[&Daemon], ledger: &Ledger) -> BTreeSet<String> {
+pub(crate) fn missing(kind: ChildKind, daemons: &[&Daemon], ledger: &Ledger) -> BTreeSet<String> {
     let mut all = BTreeSet::new();
     for d in daemons {
         all.extend(seen(kind, d, ledger).into_keys());
@@ -348,7 +348,12 @@ pub fn missing(kind: ChildKind, daemons: &[&Daemon], ledger: &Ledger) -> BTreeSe
 }
 
 /// Wait until every id put was seen by one of `daemons`.
-pub async fn wait_all_seen(kind: ChildKind, daemons: &[&Daemon], ledger: &Ledger, what: &str) {
+pub(crate) async fn wait_all_seen(
+    kind: ChildKind,
+    daemons: &[&Daemon],
+    ledger: &Ledger,
+    what: &str,
+) {
     let start = Instant::now();
     loop {
         let missing = missing(kind, daemons, ledger);
@@ -387,7 +392,7 @@ pub async fn wait_all_seen(kind: ChildKind, daemons: &[&Daemon], ledger: &Ledger
 /// Write a daemon properties file into `dir` that runs the Rust sample
 /// child (`kcl-sample-child`) on `stream` at `endpoint`, leases in `store`,
 /// from TRIM_HORIZON, reading every 200 ms; a fresh application name.
-pub fn sample_child_properties(
+pub(crate) fn sample_child_properties(
     dir: &Path,
     stream: &str,
     endpoint: &str,

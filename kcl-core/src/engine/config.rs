@@ -152,7 +152,7 @@ impl WorkerConfig {
 }
 
 /// The longest duration any setting accepts (a year).
-pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// Java's forced hand-off wait: 30 s plus a lease duration, so a live
 /// owner mid-batch has time to finish, checkpoint and release.

@@ -13,9 +13,9 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-pub const LEASE: Duration = Duration::from_secs(10);
+pub(crate) const LEASE: Duration = Duration::from_secs(10);
 
-pub fn store() -> Arc<MemoryStore> {
+pub(crate) fn store() -> Arc<MemoryStore> {
     Arc::new(
         MemoryStore::builder()
             .application("engine-test")
@@ -24,7 +24,7 @@ pub fn store() -> Arc<MemoryStore> {
     )
 }
 
-pub fn fill(stream: &FakeStream, from: usize, n: usize) {
+pub(crate) fn fill(stream: &FakeStream, from: usize, n: usize) {
     for i in from..from + n {
         stream
             .put_record(format!("key-{i}"), format!("{i}"))
@@ -34,7 +34,10 @@ pub fn fill(stream: &FakeStream, from: usize, n: usize) {
 
 /// Put a record every `every` until the token is cancelled; returns how
 /// many were put.
-pub fn producer(stream: &FakeStream, every: Duration) -> (CancellationToken, JoinHandle<usize>) {
+pub(crate) fn producer(
+    stream: &FakeStream,
+    every: Duration,
+) -> (CancellationToken, JoinHandle<usize>) {
     let stop = CancellationToken::new();
     let stream = stream.clone();
     let token = stop.clone();
@@ -50,7 +53,7 @@ pub fn producer(stream: &FakeStream, every: Duration) -> (CancellationToken, Joi
     (stop, task)
 }
 
-pub struct Running {
+pub(crate) struct Running {
     pub id: String,
     pub cancel: CancellationToken,
     pub task: JoinHandle<kcl_core::Result<()>>,
@@ -58,19 +61,19 @@ pub struct Running {
 
 impl Running {
     /// Graceful shutdown, waiting for it.
-    pub async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.cancel.cancel();
         self.task.await.unwrap().unwrap();
     }
 
     /// A crash: the run future is dropped without releasing anything.
-    pub async fn kill(self) {
+    pub(crate) async fn kill(self) {
         self.task.abort();
         let _ = self.task.await;
     }
 }
 
-pub fn spawn_worker(
+pub(crate) fn spawn_worker(
     id: &str,
     store: Arc<dyn LeaseStore>,
     stream: &FakeStream,
@@ -82,7 +85,7 @@ pub fn spawn_worker(
 /// [`spawn_worker`] with more settings: `configure` gets the builder with
 /// the id, store, stream and lease duration already set (the processor
 /// is the recorder's, set after).
-pub fn spawn_worker_with(
+pub(crate) fn spawn_worker_with(
     id: &str,
     store: Arc<dyn LeaseStore>,
     stream: &FakeStream,
@@ -106,7 +109,11 @@ pub fn spawn_worker_with(
     }
 }
 
-pub async fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) -> Duration {
+pub(crate) async fn wait_until(
+    what: &str,
+    limit: Duration,
+    mut done: impl FnMut() -> bool,
+) -> Duration {
     let start = Instant::now();
     while !done() {
         assert!(
@@ -119,7 +126,7 @@ pub async fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> b
 }
 
 /// Unfinished leases per owner.
-pub async fn owners(store: &dyn LeaseStore) -> HashMap<String, usize> {
+pub(crate) async fn owners(store: &dyn LeaseStore) -> HashMap<String, usize> {
     let mut counts = HashMap::new();
     for lease in store.list_leases().await.unwrap() {
         if lease.is_finished() {
@@ -132,7 +139,9 @@ pub async fn owners(store: &dyn LeaseStore) -> HashMap<String, usize> {
 }
 
 /// Every record the stream holds, as `(shard, position)`.
-pub fn all_positions(stream: &FakeStream) -> Vec<(String, kcl_core::ExtendedSequenceNumber)> {
+pub(crate) fn all_positions(
+    stream: &FakeStream,
+) -> Vec<(String, kcl_core::ExtendedSequenceNumber)> {
     let mut out = Vec::new();
     for shard in stream.shards() {
         for r in stream.records(&shard.shard_id).unwrap() {
@@ -143,7 +152,7 @@ pub fn all_positions(stream: &FakeStream) -> Vec<(String, kcl_core::ExtendedSequ
 }
 
 /// Assert every record of the stream was processed at least once.
-pub fn assert_nothing_lost(stream: &FakeStream, recorder: &Recorder) {
+pub(crate) fn assert_nothing_lost(stream: &FakeStream, recorder: &Recorder) {
     let processed: std::collections::HashSet<_> = recorder
         .processed()
         .into_iter()

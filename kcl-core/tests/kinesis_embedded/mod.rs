@@ -26,7 +26,7 @@ use tokio::task::JoinHandle;
 
 /// A running embedded endpoint; stops when dropped.
 #[derive(Debug)]
-pub struct EmbeddedKinesis {
+pub(crate) struct EmbeddedKinesis {
     /// `http://127.0.0.1:<port>`.
     pub endpoint: String,
     /// The address it listens on.
@@ -41,7 +41,7 @@ impl Drop for EmbeddedKinesis {
 }
 
 /// Options for tests: streams become ACTIVE at once, room for 50 shards.
-pub fn fast_options() -> StoreOptions {
+pub(crate) fn fast_options() -> StoreOptions {
     StoreOptions {
         create_stream_ms: 0,
         delete_stream_ms: 0,
@@ -52,7 +52,7 @@ pub fn fast_options() -> StoreOptions {
 }
 
 /// Start serving a fresh emulator store on a free loopback port.
-pub async fn start(options: StoreOptions) -> std::io::Result<EmbeddedKinesis> {
+pub(crate) async fn start(options: StoreOptions) -> std::io::Result<EmbeddedKinesis> {
     let (_router, store) = ferrokinesis::create_app(options);
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;

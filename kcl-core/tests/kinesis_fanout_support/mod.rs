@@ -29,7 +29,7 @@ struct Orders {
 
 /// A TCP proxy on `127.0.0.1` in front of an emulator.
 #[derive(Debug)]
-pub struct Proxy {
+pub(crate) struct Proxy {
     /// `http://127.0.0.1:<port>`.
     pub endpoint: String,
     orders: watch::Sender<Orders>,
@@ -47,7 +47,7 @@ impl Drop for Proxy {
 
 impl Proxy {
     /// Start forwarding to `upstream` (`http://host:port`).
-    pub async fn start(upstream: &str) -> Proxy {
+    pub(crate) async fn start(upstream: &str) -> Proxy {
         let target = upstream.trim_start_matches("http://").to_owned();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
@@ -80,13 +80,13 @@ impl Proxy {
 
     /// Every connection open now stops forwarding in both directions but
     /// stays open (new connections work).
-    pub fn freeze_existing(&self) {
+    pub(crate) fn freeze_existing(&self) {
         let n = self.accepted.load(Ordering::SeqCst);
         self.orders.send_modify(|o| o.freeze_before = n);
     }
 
     /// Every connection open now is closed (new connections work).
-    pub fn cut_existing(&self) {
+    pub(crate) fn cut_existing(&self) {
         let n = self.accepted.load(Ordering::SeqCst);
         self.orders.send_modify(|o| o.cut_before = n);
     }
@@ -155,7 +155,7 @@ async fn pipe(
     }
 }
 
-pub fn payloads(records: &[Record]) -> Vec<String> {
+pub(crate) fn payloads(records: &[Record]) -> Vec<String> {
     records
         .iter()
         .map(|r| String::from_utf8(r.data.to_vec()).unwrap())
@@ -167,7 +167,7 @@ fn expected(tag: &str, n: usize) -> Vec<String> {
 }
 
 /// Register, reuse by name, reuse by ARN, deregister.
-pub async fn registration(endpoint: &str) {
+pub(crate) async fn registration(endpoint: &str) {
     let stream = support::unique_stream("reg");
     let c = support::client(endpoint);
     support::create_stream(&c, &stream, 1).await;
@@ -260,7 +260,7 @@ pub async fn registration(endpoint: &str) {
 /// Records put continuously while subscriptions end or are cut under the
 /// reader (`disrupt` is called every `period`): all arrive, in order,
 /// none twice. Returns how many disruptions the reader lived through.
-pub async fn renewal_no_gap_no_repeat(
+pub(crate) async fn renewal_no_gap_no_repeat(
     write_endpoint: &str,
     read_source: FanOutSource,
     stream: &str,
@@ -318,7 +318,7 @@ pub async fn renewal_no_gap_no_repeat(
 /// A subscription whose connection stops forwarding (but stays open) is
 /// detected by the watchdog and replaced; the records put meanwhile all
 /// arrive once. Returns the time from the freeze to recovery.
-pub async fn stall_recovered(endpoint: &str, event_timeout: Duration) -> Duration {
+pub(crate) async fn stall_recovered(endpoint: &str, event_timeout: Duration) -> Duration {
     let stream = support::unique_stream("stall");
     let c = support::client(endpoint);
     support::create_stream(&c, &stream, 1).await;
@@ -371,7 +371,7 @@ pub async fn stall_recovered(endpoint: &str, event_timeout: Duration) -> Duratio
 /// A reader whose caller stops asking for batches stops pulling bytes
 /// off the connection: the proxy forwards a bounded amount while the
 /// shard holds far more; then everything arrives in order.
-pub async fn back_pressure(endpoint: &str) -> (u64, u64) {
+pub(crate) async fn back_pressure(endpoint: &str) -> (u64, u64) {
     let stream = support::unique_stream("bp");
     let c = support::client(endpoint);
     support::create_stream(&c, &stream, 1).await;
@@ -445,7 +445,7 @@ pub async fn back_pressure(endpoint: &str) -> (u64, u64) {
 }
 
 /// Show the library's logs (`RUST_LOG`) in a failing test's output.
-pub fn logs() {
+pub(crate) fn logs() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
@@ -457,7 +457,7 @@ pub fn logs() {
 /// services that enforce one subscription per shard); the old one is
 /// dropped after 1.5 s. The new reader then delivers exactly the records
 /// after the old one's last. Returns how long after the drop it took.
-pub async fn resource_in_use_after_failover(endpoint: &str) -> Duration {
+pub(crate) async fn resource_in_use_after_failover(endpoint: &str) -> Duration {
     let stream = support::unique_stream("inuse");
     let c = support::client(endpoint);
     support::create_stream(&c, &stream, 1).await;

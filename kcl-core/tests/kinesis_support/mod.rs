@@ -18,7 +18,7 @@ use kcl_core::retrieval::kinesis::{FanOutSource, KinesisSource};
 use kcl_core::retrieval::{Record, ShardReader, ShardSource, StartingPosition};
 
 /// A client for an emulator: static dummy credentials, `us-east-1`.
-pub fn client(endpoint: &str) -> Client {
+pub(crate) fn client(endpoint: &str) -> Client {
     let conf = aws_sdk_kinesis::config::Builder::new()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
@@ -29,13 +29,13 @@ pub fn client(endpoint: &str) -> Client {
 }
 
 /// A stream name no other test uses.
-pub fn unique_stream(prefix: &str) -> String {
+pub(crate) fn unique_stream(prefix: &str) -> String {
     format!("{prefix}-{:016x}", rand::random::<u64>())
 }
 
 /// A polling source on `stream` that calls without pacing (emulators do
 /// not throttle reads) and idles briefly.
-pub async fn source(endpoint: &str, stream: &str) -> KinesisSource {
+pub(crate) async fn source(endpoint: &str, stream: &str) -> KinesisSource {
     KinesisSource::builder()
         .stream(stream)
         .client(client(endpoint))
@@ -49,7 +49,7 @@ pub async fn source(endpoint: &str, stream: &str) -> KinesisSource {
 
 /// How a scenario reads: polling or enhanced fan-out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum Mode {
     /// `GetShardIterator` + `GetRecords`.
     Polling,
     /// `SubscribeToShard` through a freshly registered consumer.
@@ -57,7 +57,11 @@ pub enum Mode {
 }
 
 /// A source on `stream` read the `mode` way, with fast test settings.
-pub async fn reading_source(mode: Mode, endpoint: &str, stream: &str) -> Arc<dyn ShardSource> {
+pub(crate) async fn reading_source(
+    mode: Mode,
+    endpoint: &str,
+    stream: &str,
+) -> Arc<dyn ShardSource> {
     let polling = source(endpoint, stream).await;
     match mode {
         Mode::Polling => Arc::new(polling),
@@ -66,7 +70,7 @@ pub async fn reading_source(mode: Mode, endpoint: &str, stream: &str) -> Arc<dyn
 }
 
 /// A fan-out source with a unique consumer, fast test settings.
-pub async fn fan_out(polling: KinesisSource) -> FanOutSource {
+pub(crate) async fn fan_out(polling: KinesisSource) -> FanOutSource {
     polling
         .fan_out()
         .application(unique_stream("app"))
@@ -84,7 +88,7 @@ pub async fn fan_out(polling: KinesisSource) -> FanOutSource {
 }
 
 /// Wait until the stream is ACTIVE (after create, split or merge).
-pub async fn wait_active(client: &Client, stream: &str) {
+pub(crate) async fn wait_active(client: &Client, stream: &str) {
     for _ in 0..600 {
         let out = client
             .describe_stream_summary()
@@ -104,7 +108,7 @@ pub async fn wait_active(client: &Client, stream: &str) {
 }
 
 /// Create a stream with `shards` shards and wait until it is ACTIVE.
-pub async fn create_stream(client: &Client, stream: &str, shards: i32) {
+pub(crate) async fn create_stream(client: &Client, stream: &str, shards: i32) {
     client
         .create_stream()
         .stream_name(stream)
@@ -117,7 +121,7 @@ pub async fn create_stream(client: &Client, stream: &str, shards: i32) {
 
 /// Delete a stream a test made (emulators keep every stream, and count
 /// their shards against a shard limit, until the server stops).
-pub async fn delete_stream(client: &Client, stream: &str) {
+pub(crate) async fn delete_stream(client: &Client, stream: &str) {
     let _ = client
         .delete_stream()
         .stream_name(stream)
@@ -129,7 +133,12 @@ pub async fn delete_stream(client: &Client, stream: &str) {
 /// Put `n` records with payload `"{tag}-{i}"`, in batches of up to 500;
 /// returns, per record in order, the shard it landed on and its sequence
 /// number.
-pub async fn put(client: &Client, stream: &str, tag: &str, n: usize) -> Vec<(String, String)> {
+pub(crate) async fn put(
+    client: &Client,
+    stream: &str,
+    tag: &str,
+    n: usize,
+) -> Vec<(String, String)> {
     let mut placed = Vec::with_capacity(n);
     let mut i = 0;
     while i < n {
@@ -165,7 +174,7 @@ pub async fn put(client: &Client, stream: &str, tag: &str, n: usize) -> Vec<(Str
 /// Read from `reader` until `want` records arrived or the shard ended,
 /// giving up after `timeout`. Returns the records and whether the shard
 /// ended, with the children it reported.
-pub async fn drain(
+pub(crate) async fn drain(
     reader: &mut dyn ShardReader,
     want: usize,
     timeout: Duration,
@@ -200,7 +209,7 @@ fn expected(tag: &str, range: std::ops::Range<usize>) -> Vec<String> {
 
 /// `ListShards` pages: a 5-shard stream listed 2 shards per page gives all
 /// five, once each, in order.
-pub async fn list_shards_pages(endpoint: &str) {
+pub(crate) async fn list_shards_pages(endpoint: &str) {
     let stream = unique_stream("pages");
     let c = client(endpoint);
     create_stream(&c, &stream, 5).await;
@@ -236,7 +245,7 @@ pub async fn list_shards_pages(endpoint: &str) {
 }
 
 /// All five iterator types on a one-shard stream.
-pub async fn iterator_types(mode: Mode, endpoint: &str) {
+pub(crate) async fn iterator_types(mode: Mode, endpoint: &str) {
     let stream = unique_stream("iters");
     let c = client(endpoint);
     create_stream(&c, &stream, 1).await;
@@ -310,7 +319,7 @@ pub async fn iterator_types(mode: Mode, endpoint: &str) {
 /// A split mid-stream: the parent's reader delivers exactly the records
 /// put before the split, then reports the shard's end with both children;
 /// the children hold the rest.
-pub async fn split_shard_end(mode: Mode, endpoint: &str) {
+pub(crate) async fn split_shard_end(mode: Mode, endpoint: &str) {
     let stream = unique_stream("split");
     let c = client(endpoint);
     create_stream(&c, &stream, 1).await;
@@ -381,7 +390,7 @@ pub async fn split_shard_end(mode: Mode, endpoint: &str) {
 }
 
 /// A merge: both parents end with the one child, whose parents are both.
-pub async fn merge_shard_end(mode: Mode, endpoint: &str) {
+pub(crate) async fn merge_shard_end(mode: Mode, endpoint: &str) {
     let stream = unique_stream("merge");
     let c = client(endpoint);
     create_stream(&c, &stream, 2).await;
@@ -445,7 +454,7 @@ pub async fn merge_shard_end(mode: Mode, endpoint: &str) {
 }
 
 /// A stream that does not exist is `NotFound`, not retried forever.
-pub async fn missing_stream(endpoint: &str) {
+pub(crate) async fn missing_stream(endpoint: &str) {
     let source = source(endpoint, &unique_stream("absent")).await;
     let err = source.list_shards().await.unwrap_err();
     assert!(matches!(err, kcl_core::Error::NotFound { .. }), "{err:?}");

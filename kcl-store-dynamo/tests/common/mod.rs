@@ -9,12 +9,12 @@ use kcl_core::testkit::conformance::random_application;
 use kcl_store_dynamo::DynamoStore;
 
 /// The emulator's endpoint, or `None` (the test skips) when unset.
-pub fn endpoint() -> Option<String> {
+pub(crate) fn endpoint() -> Option<String> {
     kcl_core::testkit::server_from_env("KCL_TEST_DYNAMO_ENDPOINT")
 }
 
 /// A client with static dummy credentials in us-east-1.
-pub fn client(endpoint: &str) -> Client {
+pub(crate) fn client(endpoint: &str) -> Client {
     let config = aws_sdk_dynamodb::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .endpoint_url(endpoint)
@@ -34,7 +34,7 @@ pub fn client(endpoint: &str) -> Client {
 }
 
 /// A store on a fresh random table (the application name is random).
-pub async fn store(client: &Client) -> DynamoStore {
+pub(crate) async fn store(client: &Client) -> DynamoStore {
     DynamoStore::builder()
         .application(random_application().as_str())
         .client(client.clone())

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// A private PostgreSQL cluster, stopped and deleted on drop.
-pub struct Cluster {
+pub(crate) struct Cluster {
     bin: PathBuf,
     pub dir: PathBuf,
     pub port: u16,
@@ -13,7 +13,7 @@ pub struct Cluster {
     settings: Vec<String>,
 }
 
-pub fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()
@@ -22,7 +22,7 @@ pub fn is_root() -> bool {
 
 /// A command for a PostgreSQL binary, run as the postgres user when we are
 /// root (the server refuses to run as root).
-pub fn pg_command(bin: &Path, program: &str) -> Command {
+pub(crate) fn pg_command(bin: &Path, program: &str) -> Command {
     let program = bin.join(program);
     if is_root() {
         let mut c = Command::new("runuser");
@@ -33,7 +33,7 @@ pub fn pg_command(bin: &Path, program: &str) -> Command {
     }
 }
 
-pub fn run(mut command: Command, what: &str) {
+pub(crate) fn run(mut command: Command, what: &str) {
     let output = command.output().unwrap_or_else(|e| panic!("{what}: {e}"));
     assert!(
         output.status.success(),
@@ -47,7 +47,7 @@ impl Cluster {
     /// initdb a fresh cluster in a temporary directory; `before_start`
     /// may write files into its data directory (certificates, pg_hba.conf)
     /// before it starts with the extra `settings` (`name=value`).
-    pub fn create_with(
+    pub(crate) fn create_with(
         bin: PathBuf,
         settings: &[&str],
         before_start: impl FnOnce(&Cluster),
@@ -94,19 +94,19 @@ impl Cluster {
     }
 
     /// A fresh cluster with the extra `settings`, started.
-    pub fn create(bin: PathBuf, settings: &[&str]) -> Cluster {
+    pub(crate) fn create(bin: PathBuf, settings: &[&str]) -> Cluster {
         Cluster::create_with(bin, settings, |_| {})
     }
 
-    pub fn data(&self) -> PathBuf {
+    pub(crate) fn data(&self) -> PathBuf {
         self.dir.join("data")
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 
-    pub fn start(&self) {
+    pub(crate) fn start(&self) {
         let mut c = pg_command(&self.bin, "pg_ctl");
         c.arg("-D")
             .arg(self.data())
@@ -124,7 +124,7 @@ impl Cluster {
     }
 
     /// Stop like a crash: no shutdown checkpoint, clients cut off at once.
-    pub fn stop(&self) {
+    pub(crate) fn stop(&self) {
         let mut c = pg_command(&self.bin, "pg_ctl");
         c.arg("-D")
             .arg(self.data())

@@ -3,7 +3,7 @@
 
 #![allow(dead_code)] // each test binary uses a different subset
 
-pub mod cluster;
+pub(crate) mod cluster;
 
 use std::sync::Mutex;
 
@@ -14,11 +14,11 @@ use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
 /// The test server's URL, or `None` (with a printed skip line) when unset.
-pub fn url() -> Option<String> {
+pub(crate) fn url() -> Option<String> {
     server_from_env("KCL_TEST_POSTGRES_URL")
 }
 
-pub async fn pool(url: &str) -> PgPool {
+pub(crate) async fn pool(url: &str) -> PgPool {
     PgPoolOptions::new()
         .max_connections(20)
         .connect(url)
@@ -27,7 +27,7 @@ pub async fn pool(url: &str) -> PgPool {
 }
 
 /// A fresh schema name: `kcl_test_` and 16 random hex digits.
-pub fn random_schema() -> String {
+pub(crate) fn random_schema() -> String {
     let app = random_application();
     format!(
         "kcl_test_{}",
@@ -38,13 +38,13 @@ pub fn random_schema() -> String {
 /// Hands out stores in fresh schemas on one pool and drops every schema it
 /// made when [`Schemas::drop_all`] is called.
 #[derive(Debug)]
-pub struct Schemas {
+pub(crate) struct Schemas {
     pub pool: PgPool,
     made: Mutex<Vec<String>>,
 }
 
 impl Schemas {
-    pub fn new(pool: PgPool) -> Self {
+    pub(crate) fn new(pool: PgPool) -> Self {
         Schemas {
             pool,
             made: Mutex::default(),
@@ -52,7 +52,7 @@ impl Schemas {
     }
 
     /// A store for a random application in a fresh random schema.
-    pub async fn store(&self) -> PostgresStore {
+    pub(crate) async fn store(&self) -> PostgresStore {
         let schema = random_schema();
         self.made.lock().unwrap().push(schema.clone());
         PostgresStore::builder()
@@ -64,7 +64,7 @@ impl Schemas {
             .expect("build a store in a fresh schema")
     }
 
-    pub async fn drop_all(&self) {
+    pub(crate) async fn drop_all(&self) {
         let made = std::mem::take(&mut *self.made.lock().unwrap());
         for schema in made {
             sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use kcl_core::testkit::conformance::random_application;
 
 /// A redis-server this test started.
-pub struct RedisProcess {
+pub(crate) struct RedisProcess {
     bin: String,
     args: Vec<String>,
     pub port: u16,
@@ -23,7 +23,7 @@ pub struct RedisProcess {
 }
 
 /// A free TCP port on 127.0.0.1.
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
@@ -33,7 +33,7 @@ pub fn free_port() -> u16 {
 impl RedisProcess {
     /// A fresh temporary directory and port; the server is not started
     /// yet. `args` go to redis-server as given, after `--bind 127.0.0.1`.
-    pub fn new(bin: &str, port: u16, args: &[&str]) -> RedisProcess {
+    pub(crate) fn new(bin: &str, port: u16, args: &[&str]) -> RedisProcess {
         let dir =
             std::env::temp_dir().join(format!("kcl-redis-test-{port}-{}", random_application()));
         std::fs::create_dir_all(&dir).expect("temp dir");
@@ -47,7 +47,7 @@ impl RedisProcess {
     }
 
     /// A plain server on a free port with `args`, started.
-    pub fn start(bin: &str, args: &[&str]) -> RedisProcess {
+    pub(crate) fn start(bin: &str, args: &[&str]) -> RedisProcess {
         let port = free_port();
         let mut args: Vec<&str> = args.to_vec();
         let port_arg = port.to_string();
@@ -58,7 +58,7 @@ impl RedisProcess {
     }
 
     /// Start (or start again) the server and wait until it listens.
-    pub fn spawn(&mut self) {
+    pub(crate) fn spawn(&mut self) {
         assert!(self.child.is_none(), "already running");
         let child = Command::new(&self.bin)
             .args(["--bind", "127.0.0.1", "--dir"])
@@ -78,14 +78,14 @@ impl RedisProcess {
     }
 
     /// SIGKILL the server (no shutdown save) and wait for it to exit.
-    pub fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 }
@@ -99,7 +99,7 @@ impl Drop for RedisProcess {
 
 /// A started redis-server that keeps every acknowledged write across a
 /// kill and restart on the same port (append-only file, fsync always).
-pub fn persistent_server(bin: &str) -> RedisProcess {
+pub(crate) fn persistent_server(bin: &str) -> RedisProcess {
     let port = free_port();
     let port_arg = port.to_string();
     let mut server = RedisProcess::new(
@@ -122,7 +122,7 @@ pub fn persistent_server(bin: &str) -> RedisProcess {
 
 /// A store on `server` in a fresh namespace, with timeouts short enough
 /// that calls fail fast (and retryably) while the server is down.
-pub async fn restart_tolerant_store(server: &RedisProcess) -> kcl_store_redis::RedisStore {
+pub(crate) async fn restart_tolerant_store(server: &RedisProcess) -> kcl_store_redis::RedisStore {
     kcl_store_redis::RedisStore::builder()
         .url(server.url())
         .application(random_application().as_str())
@@ -136,13 +136,13 @@ pub async fn restart_tolerant_store(server: &RedisProcess) -> kcl_store_redis::R
 /// A Redis Cluster of `primaries` primaries with one replica each, every
 /// node a private redis-server on loopback, joined by
 /// `redis-cli --cluster create`. The nodes stop when it is dropped.
-pub struct Cluster {
+pub(crate) struct Cluster {
     pub nodes: Vec<RedisProcess>,
 }
 
 /// The redis-cli binary: `KCL_TEST_REDIS_CLI_BIN` (scripts/servers/redis.sh
 /// sets it), else the one beside `server_bin`, else `redis-cli` on PATH.
-pub fn redis_cli(server_bin: &str) -> String {
+pub(crate) fn redis_cli(server_bin: &str) -> String {
     if let Ok(cli) = std::env::var("KCL_TEST_REDIS_CLI_BIN")
         && !cli.is_empty()
     {
@@ -156,7 +156,7 @@ pub fn redis_cli(server_bin: &str) -> String {
 }
 
 impl Cluster {
-    pub async fn start(server_bin: &str, primaries: usize) -> Cluster {
+    pub(crate) async fn start(server_bin: &str, primaries: usize) -> Cluster {
         let nodes: Vec<RedisProcess> = (0..primaries * 2)
             .map(|_| {
                 RedisProcess::start(
@@ -199,7 +199,7 @@ impl Cluster {
 
     /// Until every node says the cluster is ok, knows every node, and every
     /// replica's link to its primary is up.
-    pub async fn wait_until_settled(&self) {
+    pub(crate) async fn wait_until_settled(&self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         for node in &self.nodes {
             loop {
@@ -221,12 +221,12 @@ impl Cluster {
     }
 
     /// The URL of one node (the store finds the others from it).
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         self.nodes[0].url()
     }
 
     /// The node serving `key`'s slot as primary, and its replica.
-    pub async fn primary_and_replica_of(&self, key: &str) -> (&RedisProcess, &RedisProcess) {
+    pub(crate) async fn primary_and_replica_of(&self, key: &str) -> (&RedisProcess, &RedisProcess) {
         let slot: i64 = {
             let mut con = self.nodes[0].connection().await;
             redis::cmd("CLUSTER")
@@ -269,7 +269,7 @@ impl Cluster {
 
 impl RedisProcess {
     /// A plain connection to this one server.
-    pub async fn connection(&self) -> redis::aio::MultiplexedConnection {
+    pub(crate) async fn connection(&self) -> redis::aio::MultiplexedConnection {
         redis::Client::open(self.url().as_str())
             .unwrap()
             .get_multiplexed_async_connection()
@@ -278,7 +278,7 @@ impl RedisProcess {
     }
 
     /// Run one command on this server and read its reply as text.
-    pub async fn command(&self, args: &[&str]) -> String {
+    pub(crate) async fn command(&self, args: &[&str]) -> String {
         let mut con = self.connection().await;
         let mut cmd = redis::cmd(args[0]);
         for arg in &args[1..] {
@@ -293,14 +293,14 @@ impl RedisProcess {
 /// A TCP forwarder on loopback that sends each new connection to the port
 /// it currently points at: what a DNS name or virtual address does when a
 /// failover moves it. Connections already open stay where they were.
-pub struct Forwarder {
+pub(crate) struct Forwarder {
     pub port: u16,
     target: std::sync::Arc<std::sync::atomic::AtomicU16>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Forwarder {
-    pub async fn start(target: u16) -> Forwarder {
+    pub(crate) async fn start(target: u16) -> Forwarder {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let target = std::sync::Arc::new(std::sync::atomic::AtomicU16::new(target));
@@ -321,11 +321,11 @@ impl Forwarder {
     }
 
     /// Send new connections to `port` from now on.
-    pub fn point_at(&self, port: u16) {
+    pub(crate) fn point_at(&self, port: u16) {
         self.target.store(port, std::sync::atomic::Ordering::SeqCst);
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 }

@@ -476,7 +476,7 @@ impl<F: ProcessorFactory> Consumer<F> {
     ///
     /// Returns whether this is the first open (then the reader starts at
     /// the checkpoint's own position); an `Err` is the consumer's ending.
-    async fn pin_start(&mut self) -> std::result::Result<bool, Outcome> {
+    async fn pin_start(&mut self) -> Result<bool, Outcome> {
         if self.start_override.is_some() || self.lease.pinned_start.is_some() {
             return Ok(false);
         }
