@@ -1,17 +1,4 @@
-//! The library half of the `kcl` binary: what `kcl multilang` is made of,
-//! so tests and other tools can use the same pieces.
-//!
-//! - [`properties`]: the Java daemon's `.properties` file, every key with
-//!   its default beside Java's;
-//! - [`credentials`]: `AwsCredentialsProvider` values mapped onto
-//!   aws-config;
-//! - [`store_url`]: the one function that picks the lease store by URL
-//!   scheme (cargo features `dynamodb`, `redis`, `postgres`, `memory`);
-//! - [`multilang`]: the daemon itself;
-//! - [`admin`]: the admin subcommands (`kcl leases`, `kcl workers`,
-//!   `kcl checkpoint reset`, `kcl app delete`, `kcl fanout deregister`);
-//! - [`metrics_export`]: the Prometheus endpoint (`--metrics-addr`) and,
-//!   with the `cloudwatch` feature, CloudWatch.
+#![doc = include_str!("../README.md")]
 
 pub mod admin;
 pub mod credentials;
