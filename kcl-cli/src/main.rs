@@ -1,8 +1,8 @@
 //! `kcl`: the kcl command line. `kcl multilang --properties-file F` (or
 //! `kcl multilang F`) runs a MultiLang processor on the kcl engine, no JVM;
 //! the admin subcommands (`kcl leases`, `kcl workers`, `kcl checkpoint
-//! reset`, `kcl app delete`, `kcl fanout deregister`) live in
-//! [`kcl_cli::admin`].
+//! reset`, `kcl app delete`, `kcl fanout deregister`, `kcl watch`) live
+//! in [`kcl_cli::admin`].
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -1,6 +1,6 @@
 //! The wire protocol: messages, the writer (Java's exact bytes) and the
-//! lenient reader. See `MULTILANG.md` in the repository for the reference
-//! this follows.
+//! lenient reader. It follows the Java daemon's message classes, not their
+//! javadoc; `tests/protocol_golden.rs` holds every daemon line byte for byte.
 
 mod lines;
 mod message;
