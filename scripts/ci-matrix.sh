@@ -21,6 +21,7 @@ lint() {
 lint -p kcl-core --lib --no-default-features
 lint -p kcl-core --lib --no-default-features --features kinesis
 lint -p kcl-core --lib --no-default-features --features testkit
+lint -p kcl-core --lib --no-default-features --features testkit-kinesis
 lint -p kcl-store-redis --lib --no-default-features
 lint -p kcl-store-redis --lib --no-default-features --features tls
 lint -p kcl-store-redis --lib --no-default-features --features cluster

@@ -15,7 +15,7 @@ use kcl_core::{
     ExtendedSequenceNumber as Esn, Lease, LeaseStore, PendingCheckpoint, ShardId, WorkerId,
 };
 use serde_json::Value;
-use support::embedded;
+use support::{EmbeddedKinesis, fast_options};
 
 /// One store under test: the `--store` URL and the application.
 struct Target {
@@ -453,7 +453,7 @@ async fn leases_with_stream_shows_lag() {
     let Some(t) = Backend::Redis.target().await else {
         return;
     };
-    let kinesis = embedded::start(embedded::fast_options()).await.unwrap();
+    let kinesis = EmbeddedKinesis::start(fast_options()).await.unwrap();
     let client = support::client(&kinesis.endpoint);
     let stream = support::unique("lag");
     support::create_stream(&client, &stream, 2).await;
@@ -615,7 +615,7 @@ async fn reset_to_a_timestamp_starts_at_the_first_record_after_it() {
     let Some(t) = Backend::Redis.target().await else {
         return;
     };
-    let kinesis = embedded::start(embedded::fast_options()).await.unwrap();
+    let kinesis = EmbeddedKinesis::start(fast_options()).await.unwrap();
     let client = support::client(&kinesis.endpoint);
     let stream = support::unique("ts");
     support::create_stream(&client, &stream, 1).await;
@@ -711,7 +711,7 @@ async fn errors_are_clear_and_keep_secrets() {
 /// after the application by default); a second run finds none.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fanout_deregister_removes_the_consumer() {
-    let kinesis = embedded::start(embedded::fast_options()).await.unwrap();
+    let kinesis = EmbeddedKinesis::start(fast_options()).await.unwrap();
     let client = support::client(&kinesis.endpoint);
     let stream = support::unique("efo");
     support::create_stream(&client, &stream, 1).await;

@@ -12,7 +12,7 @@ use kcl_cli::store_url::{DynamoSettings, lease_store_from_url};
 use kcl_core::stream::StreamIdentifier;
 use kcl_core::{ExtendedSequenceNumber as Esn, Lease, ShardId};
 use serde_json::Value;
-use support::embedded;
+use support::{EmbeddedKinesis, fast_options};
 
 async fn kcl(args: Vec<String>) -> Output {
     tokio::task::spawn_blocking(move || {
@@ -51,7 +51,7 @@ async fn leases_of_a_multi_stream_application_name_their_stream() {
     let store = lease_store_from_url(&url, &app, DynamoSettings::default())
         .await
         .expect("open the store");
-    let kinesis = embedded::start(embedded::fast_options()).await.unwrap();
+    let kinesis = EmbeddedKinesis::start(fast_options()).await.unwrap();
     let client = support::client(&kinesis.endpoint);
     let lagging = support::unique("lagging");
     support::create_stream(&client, &lagging, 1).await;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 use aws_sdk_cloudwatch::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_cloudwatch::types::{Dimension, DimensionFilter, Statistic};
 use rustix::process::{Pid, Signal, kill_process};
-use support::embedded;
+use support::{EmbeddedKinesis, fast_options};
 
 fn cloudwatch(endpoint: &str) -> aws_sdk_cloudwatch::Client {
     let conf = aws_sdk_cloudwatch::config::Builder::new()
@@ -73,7 +73,7 @@ async fn the_daemon_publishes_its_metrics_to_cloudwatch() {
         return;
     };
     let cw = cloudwatch(&moto);
-    let kinesis = embedded::start(embedded::fast_options()).await.unwrap();
+    let kinesis = EmbeddedKinesis::start(fast_options()).await.unwrap();
     let client = support::client(&kinesis.endpoint);
     let stream = support::unique("cwm");
     support::create_stream(&client, &stream, 2).await;

@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{Ledger, embedded};
+use support::{EmbeddedKinesis, Ledger, fast_options};
 
 const SCRIPT: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -54,7 +54,7 @@ fn rust_child_keeps_stdout_for_the_protocol() {
 }
 
 struct Scene {
-    _kinesis: embedded::EmbeddedKinesis,
+    _kinesis: EmbeddedKinesis,
     endpoint: String,
     client: aws_sdk_kinesis::Client,
     stream: String,
@@ -62,7 +62,7 @@ struct Scene {
 }
 
 async fn scene(shards: i32) -> Scene {
-    let kinesis = embedded::start(embedded::fast_options()).await.unwrap();
+    let kinesis = EmbeddedKinesis::start(fast_options()).await.unwrap();
     let client = support::client(&kinesis.endpoint);
     let stream = support::unique("mlb");
     support::create_stream(&client, &stream, shards).await;

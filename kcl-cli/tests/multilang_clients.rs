@@ -10,7 +10,10 @@ mod support;
 use std::time::Duration;
 
 use rustix::process::{Pid, Signal, kill_process};
-use support::{ChildKind, Daemon, DaemonSpec, Ledger, embedded, missing, seen, wait_all_seen};
+use support::{
+    ChildKind, Daemon, DaemonSpec, EmbeddedKinesis, Ledger, fast_options, missing, seen,
+    wait_all_seen,
+};
 
 async fn scenario(kind: ChildKind) {
     let Some(redis) = support::server_var("KCL_TEST_REDIS_URL") else {
@@ -19,7 +22,7 @@ async fn scenario(kind: ChildKind) {
     if kind.command(std::path::Path::new("/dev/null")).is_none() {
         return;
     }
-    let kinesis = embedded::start(embedded::fast_options()).await.unwrap();
+    let kinesis = EmbeddedKinesis::start(fast_options()).await.unwrap();
     let client = support::client(&kinesis.endpoint);
     let stream = support::unique("ml");
     support::create_stream(&client, &stream, 2).await;
@@ -149,7 +152,7 @@ async fn dynamodb_leases_by_default() {
     let Some(dynamo) = support::server_var("KCL_TEST_DYNAMO_ENDPOINT") else {
         return;
     };
-    let kinesis = embedded::start(embedded::fast_options()).await.unwrap();
+    let kinesis = EmbeddedKinesis::start(fast_options()).await.unwrap();
     let client = support::client(&kinesis.endpoint);
     let stream = support::unique("mld");
     support::create_stream(&client, &stream, 2).await;
@@ -200,7 +203,7 @@ async fn dynamodb_leases_by_default() {
 /// `fanoutConfig.consumerName` (registered by the daemon), on two shards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rust_child_by_enhanced_fan_out() {
-    let kinesis = embedded::start(embedded::fast_options()).await.unwrap();
+    let kinesis = EmbeddedKinesis::start(fast_options()).await.unwrap();
     let client = support::client(&kinesis.endpoint);
     let stream = support::unique("mlf");
     support::create_stream(&client, &stream, 2).await;

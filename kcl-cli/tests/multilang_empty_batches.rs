@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Signal, kill_process};
-use support::{Ledger, embedded};
+use support::{EmbeddedKinesis, Ledger, fast_options};
 
 const PROCESSOR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/empty_batches.py");
 
@@ -128,7 +128,7 @@ async fn kclpy_receives_empty_process_records_and_keeps_going() {
     let Some(kclpy) = support::server_var("KCL_TEST_KCLPY_DIR") else {
         return;
     };
-    let kinesis = embedded::start(embedded::fast_options()).await.unwrap();
+    let kinesis = EmbeddedKinesis::start(fast_options()).await.unwrap();
     let client = support::client(&kinesis.endpoint);
     let stream = support::unique("mle");
     support::create_stream(&client, &stream, 1).await;

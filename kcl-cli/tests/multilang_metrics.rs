@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Signal, kill_process};
-use support::embedded;
+use support::{EmbeddedKinesis, fast_options};
 
 fn scrape(addr: &str) -> Option<String> {
     let mut stream = TcpStream::connect(addr).ok()?;
@@ -38,7 +38,7 @@ async fn the_daemon_serves_its_metrics() {
     let Some(redis) = support::server_var("KCL_TEST_REDIS_URL") else {
         return;
     };
-    let kinesis = embedded::start(embedded::fast_options()).await.unwrap();
+    let kinesis = EmbeddedKinesis::start(fast_options()).await.unwrap();
     let client = support::client(&kinesis.endpoint);
     let stream = support::unique("mlm");
     support::create_stream(&client, &stream, 2).await;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use kcl_cli::store_url::{DynamoSettings, lease_store_from_url};
 use kcl_core::{ExtendedSequenceNumber as Esn, Lease, ShardId, WorkerId};
-use support::embedded;
+use support::{EmbeddedKinesis, fast_options};
 
 /// Run tmux on our private socket.
 fn tmux(bin: &str, socket: &str, args: &[&str]) -> String {
@@ -47,7 +47,7 @@ async fn watch_shows_the_leases_and_follows_them() {
     let store = lease_store_from_url(&redis, &app, DynamoSettings::default())
         .await
         .unwrap();
-    let kinesis = embedded::start(embedded::fast_options()).await.unwrap();
+    let kinesis = EmbeddedKinesis::start(fast_options()).await.unwrap();
     let client = support::client(&kinesis.endpoint);
     let stream = support::unique("w");
     support::create_stream(&client, &stream, 1).await;

@@ -3,19 +3,26 @@
 //! gauge goes to 0 once; exporters drop idle series). One test: the
 //! debugging recorder is global.
 
-#[path = "engine/common.rs"]
-mod engine_common;
-
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use engine_common::*;
 use kcl_core::Worker;
 use kcl_core::engine::metric;
-use kcl_core::testkit::engine::Recorder;
+use kcl_core::testkit::engine::{LEASE, Recorder, wait_until};
 use kcl_core::testkit::{FakeRecord, FakeStream, FakeStreamConfig};
+use kcl_store_memory::MemoryStore;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use tokio_util::sync::CancellationToken;
+
+/// A fresh memory store for this test's one worker.
+fn store() -> Arc<MemoryStore> {
+    Arc::new(
+        MemoryStore::builder()
+            .application("engine-test")
+            .build()
+            .unwrap(),
+    )
+}
 
 fn lag(snapshotter: &Snapshotter) -> Vec<f64> {
     snapshotter

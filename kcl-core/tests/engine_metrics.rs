@@ -1,17 +1,25 @@
 //! The engine's metrics, read back with metrics-util's DebuggingRecorder
 //! (installed globally, so this file holds one test).
 
-#[path = "engine/common.rs"]
-mod engine_common;
-
+use std::sync::Arc;
 use std::time::Duration;
 
-use engine_common::*;
 use kcl_core::LeaseStore;
 use kcl_core::engine::metric;
 use kcl_core::testkit::FakeStream;
-use kcl_core::testkit::engine::Recorder;
+use kcl_core::testkit::engine::{LEASE, Recorder, fill, spawn_worker, wait_until};
+use kcl_store_memory::MemoryStore;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+/// A fresh memory store for this test's one worker.
+fn store() -> Arc<MemoryStore> {
+    Arc::new(
+        MemoryStore::builder()
+            .application("engine-test")
+            .build()
+            .unwrap(),
+    )
+}
 
 #[tokio::test(start_paused = true)]
 async fn records_leases_and_latencies_are_measured() {

@@ -28,9 +28,6 @@
 //! cargo run --release -p kcl-benches --bin fanout -- --subscriptions 100
 //! ```
 
-#[path = "../../../kcl-core/tests/kinesis_embedded/mod.rs"]
-mod embedded;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -43,6 +40,7 @@ use aws_sdk_kinesis::types::StreamStatus;
 use clap::{Parser, ValueEnum};
 use kcl_core::retrieval::kinesis::KinesisSource;
 use kcl_core::retrieval::{ShardSource, StartingPosition};
+use kcl_core::testkit::kinesis::{EmbeddedKinesis, StoreOptions, fast_options};
 use kcl_core::{InitialPosition, LeaseStore, Worker};
 use kcl_store_memory::MemoryStore;
 use tokio_util::sync::CancellationToken;
@@ -172,9 +170,9 @@ async fn main() {
 }
 
 async fn emulator() {
-    let server = embedded::start(ferrokinesis::store::StoreOptions {
+    let server = EmbeddedKinesis::start(StoreOptions {
         shard_limit: 2_000,
-        ..embedded::fast_options()
+        ..fast_options()
     })
     .await
     .expect("start ferrokinesis");

@@ -27,9 +27,6 @@
 //! cargo run --release -p kcl-benches --bin kinesis_drain -- --records 50000
 //! ```
 
-#[path = "../../../kcl-core/tests/kinesis_embedded/mod.rs"]
-mod embedded;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -42,6 +39,7 @@ use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::{PutRecordsRequestEntry, ShardIteratorType, StreamStatus};
 use clap::{Parser, ValueEnum};
 use kcl_core::retrieval::kinesis::KinesisSource;
+use kcl_core::testkit::kinesis::{EmbeddedKinesis, fast_options};
 use kcl_core::{LeaseStore, Worker};
 use kcl_store_memory::MemoryStore;
 use tokio_util::sync::CancellationToken;
@@ -153,7 +151,7 @@ async fn main() {
 }
 
 async fn emulator() {
-    let server = embedded::start(embedded::fast_options())
+    let server = EmbeddedKinesis::start(fast_options())
         .await
         .expect("start ferrokinesis");
     println!("ENDPOINT {}", server.endpoint);

@@ -29,9 +29,6 @@
 //! cargo run --release -p kcl-benches --bin startup [-- --rounds 7]
 //! ```
 
-#[path = "../../../kcl-core/tests/kinesis_embedded/mod.rs"]
-mod embedded;
-
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
@@ -45,6 +42,7 @@ use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::{PutRecordsRequestEntry, ShardIteratorType, StreamStatus};
 use clap::{Parser, ValueEnum};
 use kcl_core::retrieval::kinesis::KinesisSource;
+use kcl_core::testkit::kinesis::{EmbeddedKinesis, fast_options};
 use kcl_core::{LeaseStore, Worker};
 use kcl_store_memory::MemoryStore;
 use tokio_util::sync::CancellationToken;
@@ -127,7 +125,7 @@ async fn main() {
 }
 
 async fn emulator() {
-    let server = embedded::start(embedded::fast_options())
+    let server = EmbeddedKinesis::start(fast_options())
         .await
         .expect("start ferrokinesis");
     say(&format!("ENDPOINT {}", server.endpoint));

@@ -22,9 +22,6 @@
 //! cargo run -p kcl-examples --bin demo -- --endpoint http://127.0.0.1:4567 --stream s
 //! ```
 
-#[path = "../../../kcl-core/tests/kinesis_embedded/mod.rs"]
-mod embedded;
-
 use std::collections::{BTreeMap, HashSet};
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -37,6 +34,7 @@ use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::{PutRecordsRequestEntry, StreamStatus};
 use clap::Parser;
 use kcl_core::retrieval::kinesis::KinesisSource;
+use kcl_core::testkit::kinesis::{EmbeddedKinesis, fast_options};
 use kcl_core::{
     Checkpointer, ExtendedSequenceNumber, InitialPosition, LeaseStore, ProcessRecordsInput,
     ShardId, ShardProcessor, Worker,
@@ -331,7 +329,7 @@ async fn run(args: Args) -> Result<(), String> {
             )
         }
         (None, None) => {
-            let server = embedded::start(embedded::fast_options())
+            let server = EmbeddedKinesis::start(fast_options())
                 .await
                 .map_err(|e| format!("starting the embedded emulator: {e}"))?;
             let client = emulator_client(&server.endpoint, None);

@@ -1,6 +1,6 @@
-//! Shared by the `kcl multilang` tests: an in-process Kinesis emulator,
-//! `kcl` daemons run as real processes (signals, SIGKILL), and the record
-//! ids each kind of child reports.
+//! Shared by the `kcl` tests: `kcl` daemons run as real processes (signals,
+//! SIGKILL) and the record ids each kind of child reports; the in-process
+//! Kinesis emulator and stream helpers are `kcl_core::testkit::kinesis`'s.
 
 #![allow(dead_code)]
 
@@ -10,61 +10,20 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use aws_sdk_kinesis::Client;
-use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_kinesis::primitives::Blob;
-use aws_sdk_kinesis::types::{PutRecordsRequestEntry, StreamStatus};
+use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+pub use kcl_core::testkit::kinesis::{
+    EmbeddedKinesis, client, create_stream, fast_options, wait_active,
+};
 use rustix::process::{Pid, Signal, kill_process};
 
-#[path = "../../../kcl-core/tests/kinesis_embedded/mod.rs"]
-pub(crate) mod embedded;
-
-/// A client for the emulator: dummy credentials, `us-east-1`.
-pub(crate) fn client(endpoint: &str) -> Client {
-    let conf = aws_sdk_kinesis::config::Builder::new()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("test", "test", None, None, "kcl-tests"))
-        .endpoint_url(endpoint)
-        .build();
-    Client::from_conf(conf)
-}
-
-pub(crate) fn unique(prefix: &str) -> String {
+pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
-}
-
-pub(crate) async fn wait_active(client: &Client, stream: &str) {
-    for _ in 0..600 {
-        if let Ok(out) = client
-            .describe_stream_summary()
-            .stream_name(stream)
-            .send()
-            .await
-            && out
-                .stream_description_summary()
-                .is_some_and(|s| s.stream_status() == &StreamStatus::Active)
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("stream {stream} never became ACTIVE");
-}
-
-pub(crate) async fn create_stream(client: &Client, stream: &str, shards: i32) {
-    client
-        .create_stream()
-        .stream_name(stream)
-        .shard_count(shards)
-        .send()
-        .await
-        .expect("create stream");
-    wait_active(client, stream).await;
 }
 
 /// Split `shard` in two halves of its hash range (the stream's first shard
 /// of a 2-shard stream covers `[0, 2^127)`).
-pub(crate) async fn split(client: &Client, stream: &str, shard: &str, at: u128) {
+pub async fn split(client: &Client, stream: &str, shard: &str, at: u128) {
     client
         .split_shard()
         .stream_name(stream)
@@ -78,14 +37,14 @@ pub(crate) async fn split(client: &Client, stream: &str, shard: &str, at: u128) 
 
 /// Records put so far: id → sequence number.
 #[derive(Debug, Default)]
-pub(crate) struct Ledger {
+pub struct Ledger {
     pub ids: BTreeMap<String, String>,
     next: usize,
 }
 
 impl Ledger {
     /// Put `n` records with fresh ids (the data is the id).
-    pub(crate) async fn put(&mut self, client: &Client, stream: &str, n: usize) {
+    pub async fn put(&mut self, client: &Client, stream: &str, n: usize) {
         let mut entries = Vec::new();
         let mut ids = Vec::new();
         for _ in 0..n {
@@ -117,7 +76,7 @@ impl Ledger {
 
 /// Which official (or our) child library a daemon runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ChildKind {
+pub enum ChildKind {
     /// `kcl-sample-child` on `kcl_multilang::child::run`.
     Rust,
     /// PyPI amazon-kclpy's `samples/sample_kclpy_app.py`, unmodified.
@@ -129,7 +88,7 @@ pub(crate) enum ChildKind {
 impl ChildKind {
     /// The executableName and environment for this kind, or `None` (with a
     /// printed line) when its library is not installed.
-    pub(crate) fn command(self, out: &Path) -> Option<(String, Vec<(String, String)>)> {
+    pub fn command(self, out: &Path) -> Option<(String, Vec<(String, String)>)> {
         match self {
             ChildKind::Rust => Some((
                 env!("CARGO_BIN_EXE_kcl-sample-child").to_string(),
@@ -160,7 +119,7 @@ impl ChildKind {
 
 /// A server variable; unset, the test skips (or fails under
 /// `KCL_TEST_REQUIRE_SERVERS=1`).
-pub(crate) fn server_var(name: &str) -> Option<String> {
+pub fn server_var(name: &str) -> Option<String> {
     match std::env::var(name) {
         Ok(v) if !v.is_empty() => Some(v),
         _ => {
@@ -175,7 +134,7 @@ pub(crate) fn server_var(name: &str) -> Option<String> {
 
 /// One `kcl multilang` process.
 #[derive(Debug)]
-pub(crate) struct Daemon {
+pub struct Daemon {
     pub name: String,
     pub child: Child,
     pub out: PathBuf,
@@ -183,7 +142,7 @@ pub(crate) struct Daemon {
 }
 
 /// Settings for a daemon.
-pub(crate) struct DaemonSpec<'a> {
+pub struct DaemonSpec<'a> {
     pub dir: &'a Path,
     pub name: &'a str,
     pub kind: ChildKind,
@@ -195,7 +154,7 @@ pub(crate) struct DaemonSpec<'a> {
 }
 
 impl Daemon {
-    pub(crate) fn start(spec: &DaemonSpec<'_>) -> Option<Daemon> {
+    pub fn start(spec: &DaemonSpec<'_>) -> Option<Daemon> {
         let out = spec.dir.join(format!("{}.records", spec.name));
         let log = spec.dir.join(format!("{}.log", spec.name));
         let (exe, env) = spec.kind.command(&out)?;
@@ -252,16 +211,16 @@ impl Daemon {
         })
     }
 
-    pub(crate) fn pid(&self) -> Pid {
+    pub fn pid(&self) -> Pid {
         Pid::from_raw(self.child.id() as i32).unwrap()
     }
 
-    pub(crate) fn signal(&self, signal: Signal) {
+    pub fn signal(&self, signal: Signal) {
         let _ = kill_process(self.pid(), signal);
     }
 
     /// The pids of this daemon's child processes.
-    pub(crate) fn children(&self) -> Vec<i32> {
+    pub fn children(&self) -> Vec<i32> {
         let mut pids = Vec::new();
         let tasks = format!("/proc/{}/task", self.child.id());
         for task in std::fs::read_dir(tasks).into_iter().flatten().flatten() {
@@ -276,7 +235,7 @@ impl Daemon {
     }
 
     /// Wait for the daemon to exit; its status code.
-    pub(crate) fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
         let start = Instant::now();
         while start.elapsed() < limit {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -287,7 +246,7 @@ impl Daemon {
         None
     }
 
-    pub(crate) fn log_text(&self) -> String {
+    pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
@@ -302,7 +261,7 @@ impl Drop for Daemon {
 }
 
 /// The ids a daemon's children reported seeing.
-pub(crate) fn seen(kind: ChildKind, daemon: &Daemon, ledger: &Ledger) -> BTreeMap<String, usize> {
+pub fn seen(kind: ChildKind, daemon: &Daemon, ledger: &Ledger) -> BTreeMap<String, usize> {
     let mut counts = BTreeMap::new();
     match kind {
         ChildKind::Rust | ChildKind::Node => {
@@ -334,7 +293,7 @@ pub(crate) fn seen(kind: ChildKind, daemon: &Daemon, ledger: &Ledger) -> BTreeMa
 }
 
 /// Ids put but seen by no daemon.
-pub(crate) fn missing(kind: ChildKind, daemons: &[&Daemon], ledger: &Ledger) -> BTreeSet<String> {
+pub fn missing(kind: ChildKind, daemons: &[&Daemon], ledger: &Ledger) -> BTreeSet<String> {
     let mut all = BTreeSet::new();
     for d in daemons {
         all.extend(seen(kind, d, ledger).into_keys());
@@ -348,12 +307,7 @@ pub(crate) fn missing(kind: ChildKind, daemons: &[&Daemon], ledger: &Ledger) -> 
 }
 
 /// Wait until every id put was seen by one of `daemons`.
-pub(crate) async fn wait_all_seen(
-    kind: ChildKind,
-    daemons: &[&Daemon],
-    ledger: &Ledger,
-    what: &str,
-) {
+pub async fn wait_all_seen(kind: ChildKind, daemons: &[&Daemon], ledger: &Ledger, what: &str) {
     let start = Instant::now();
     loop {
         let missing = missing(kind, daemons, ledger);
@@ -392,7 +346,7 @@ pub(crate) async fn wait_all_seen(
 /// Write a daemon properties file into `dir` that runs the Rust sample
 /// child (`kcl-sample-child`) on `stream` at `endpoint`, leases in `store`,
 /// from TRIM_HORIZON, reading every 200 ms; a fresh application name.
-pub(crate) fn sample_child_properties(
+pub fn sample_child_properties(
     dir: &Path,
     stream: &str,
     endpoint: &str,

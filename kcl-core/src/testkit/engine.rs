@@ -1,7 +1,9 @@
 //! Helpers to test the engine and processors: a [`Recorder`] whose
-//! processors log every record and life-cycle call, and a
+//! processors log every record and life-cycle call, a
 //! [`PausableLeaseStore`] that freezes a worker's renewals like a long
-//! pause (a "zombie" worker) would.
+//! pause (a "zombie" worker) would, and workers spawned on a
+//! [`FakeStream`] ([`spawn_worker`]) with the waits and checks engine
+//! tests make on them.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -9,6 +11,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::error::{BoxError, Result};
 use crate::ids::{ShardId, WorkerId};
@@ -16,6 +21,8 @@ use crate::lease::{Lease, PendingCheckpoint, WorkerHeartbeat};
 use crate::processor::{Checkpointer, InitializeInput, ProcessRecordsInput, ShardProcessor};
 use crate::sequence::ExtendedSequenceNumber;
 use crate::store::LeaseStore;
+use crate::testkit::FakeStream;
+use crate::{Worker, WorkerBuilder};
 
 /// One record as a recording processor saw it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -355,4 +362,189 @@ impl LeaseStore for PausableLeaseStore {
     async fn remove_worker(&self, worker: &WorkerId) -> Result<()> {
         self.inner.remove_worker(worker).await
     }
+}
+
+/// The lease duration [`spawn_worker`] gives its workers: 10 s.
+pub const LEASE: Duration = Duration::from_secs(10);
+
+/// Put records `from..from + n` on `stream`, record `i` with partition key
+/// `"key-{i}"` and data `"{i}"`.
+///
+/// # Panics
+///
+/// If the stream refuses a record.
+pub fn fill(stream: &FakeStream, from: usize, n: usize) {
+    for i in from..from + n {
+        stream
+            .put_record(format!("key-{i}"), format!("{i}"))
+            .expect("the fake stream takes the record");
+    }
+}
+
+/// Put a record on `stream` every `every` until the returned token is
+/// cancelled; the task returns how many it put.
+pub fn producer(stream: &FakeStream, every: Duration) -> (CancellationToken, JoinHandle<usize>) {
+    let stop = CancellationToken::new();
+    let stream = stream.clone();
+    let token = stop.clone();
+    let task = tokio::spawn(async move {
+        let mut i = 1_000_000;
+        while !token.is_cancelled() {
+            stream
+                .put_record(format!("p-{i}"), format!("{i}"))
+                .expect("the fake stream takes the record");
+            i += 1;
+            tokio::time::sleep(every).await;
+        }
+        i - 1_000_000
+    });
+    (stop, task)
+}
+
+/// A worker running on a task, from [`spawn_worker`].
+#[derive(Debug)]
+pub struct Running {
+    /// Its worker id.
+    pub id: String,
+    /// Cancelling this shuts the worker down gracefully.
+    pub cancel: CancellationToken,
+    /// The task running [`Worker::run`].
+    pub task: JoinHandle<Result<()>>,
+}
+
+impl Running {
+    /// Graceful shutdown, waiting for it.
+    ///
+    /// # Panics
+    ///
+    /// If the worker's run failed or panicked.
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        self.task
+            .await
+            .expect("the worker task did not panic")
+            .expect("the worker shut down cleanly");
+    }
+
+    /// A crash: the run future is dropped without releasing anything.
+    pub async fn kill(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
+/// Spawn worker `id` on `stream`, leases in `store`, lease duration
+/// [`LEASE`], every shard processed by `recorder`'s processors (tagged
+/// `id`).
+///
+/// # Panics
+///
+/// If the worker does not build.
+pub fn spawn_worker(
+    id: &str,
+    store: Arc<dyn LeaseStore>,
+    stream: &FakeStream,
+    recorder: &Recorder,
+) -> Running {
+    spawn_worker_with(id, store, stream, recorder, |builder| builder)
+}
+
+/// [`spawn_worker`] with more settings: `configure` gets the builder with
+/// the id, store, stream and lease duration already set (the processor
+/// is the recorder's, set after).
+///
+/// # Panics
+///
+/// If the worker does not build.
+pub fn spawn_worker_with(
+    id: &str,
+    store: Arc<dyn LeaseStore>,
+    stream: &FakeStream,
+    recorder: &Recorder,
+    configure: impl FnOnce(WorkerBuilder<()>) -> WorkerBuilder<()>,
+) -> Running {
+    let builder = Worker::builder()
+        .worker_id(id)
+        .lease_store(store)
+        .source(Arc::new(stream.clone()))
+        .lease_duration(LEASE);
+    let worker = configure(builder)
+        .processor(recorder.factory(id))
+        .build()
+        .expect("the worker builds");
+    let cancel = CancellationToken::new();
+    Running {
+        id: id.to_string(),
+        cancel: cancel.clone(),
+        task: tokio::spawn(worker.run(cancel)),
+    }
+}
+
+/// Wait, checking every 20 ms, until `done` is true; returns how long it
+/// took.
+///
+/// # Panics
+///
+/// After `limit`, naming `what` was awaited.
+pub async fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    start.elapsed()
+}
+
+/// Unfinished leases per owner (`"-"` for the unowned).
+///
+/// # Panics
+///
+/// If the store cannot list its leases.
+pub async fn owners(store: &dyn LeaseStore) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for lease in store.list_leases().await.expect("list leases") {
+        if lease.is_finished() {
+            continue;
+        }
+        let owner = lease.owner.map_or("-".to_string(), |o| o.to_string());
+        *counts.entry(owner).or_insert(0usize) += 1;
+    }
+    counts
+}
+
+/// Every record the stream holds, as `(shard, position)`.
+pub fn all_positions(stream: &FakeStream) -> Vec<(String, ExtendedSequenceNumber)> {
+    let mut out = Vec::new();
+    for shard in stream.shards() {
+        for r in stream.records(&shard.shard_id).unwrap_or_default() {
+            out.push((shard.shard_id.to_string(), r.extended_sequence_number()));
+        }
+    }
+    out
+}
+
+/// Assert every record of the stream was processed at least once.
+///
+/// # Panics
+///
+/// If one was not, naming how many and the first.
+pub fn assert_nothing_lost(stream: &FakeStream, recorder: &Recorder) {
+    let processed: std::collections::HashSet<_> = recorder
+        .processed()
+        .into_iter()
+        .map(|p| (p.shard_id.to_string(), p.position))
+        .collect();
+    let missing: Vec<_> = all_positions(stream)
+        .into_iter()
+        .filter(|p| !processed.contains(p))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} records never processed, first: {:?}",
+        missing.len(),
+        missing.first()
+    );
 }

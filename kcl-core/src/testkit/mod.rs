@@ -5,8 +5,10 @@
 //!   real server.
 //! - [`FakeStream`]: an in-memory Kinesis stream (splits, merges, iterator
 //!   expiry, injected faults) to run the engine and your processors on.
-//! - [`engine`]: recording processors and a pausable lease store for
-//!   engine tests.
+//! - [`engine`]: recording processors, a pausable lease store, and workers
+//!   spawned on a fake stream for engine tests.
+//! - `kinesis` (feature `testkit-kinesis`): an embedded Kinesis emulator
+//!   and the stream chores Kinesis tests repeat.
 //! - [`multistream`]: the many-streams scenario every store runs.
 //! - [`server_from_env`]: how server-backed tests find their server, and
 //!   skip (or, in CI, fail) without one.
@@ -14,6 +16,8 @@
 pub mod conformance;
 pub mod engine;
 pub mod fake_stream;
+#[cfg(feature = "testkit-kinesis")]
+pub mod kinesis;
 pub mod multistream;
 mod servers;
 

@@ -1,41 +1,22 @@
-//! Helpers and reader-level scenarios shared by the Kinesis integration
-//! tests, run against each emulator (`kinesis_ferro.rs`,
-//! `kinesis_local.rs`). Each scenario takes an endpoint and builds its own
-//! uniquely named stream, so they run in parallel.
-
-#![allow(dead_code)]
+//! Sources with fast test settings, and reader-level scenarios run against
+//! each emulator (`ferro.rs`, `local.rs`). Each scenario takes an endpoint
+//! and builds its own uniquely named stream, so they run in parallel. The
+//! stream chores (client, create, put, delete) are the testkit's.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use aws_sdk_kinesis::Client;
-use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
-use aws_sdk_kinesis::primitives::Blob;
-use aws_sdk_kinesis::types::{PutRecordsRequestEntry, StreamStatus};
 use kcl_core::ShardId;
 use kcl_core::retrieval::kinesis::{FanOutSource, KinesisSource};
 use kcl_core::retrieval::{Record, ShardReader, ShardSource, StartingPosition};
-
-/// A client for an emulator: static dummy credentials, `us-east-1`.
-pub(crate) fn client(endpoint: &str) -> Client {
-    let conf = aws_sdk_kinesis::config::Builder::new()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("test", "test", None, None, "kcl-tests"))
-        .endpoint_url(endpoint)
-        .build();
-    Client::from_conf(conf)
-}
-
-/// A stream name no other test uses.
-pub(crate) fn unique_stream(prefix: &str) -> String {
-    format!("{prefix}-{:016x}", rand::random::<u64>())
-}
+pub use kcl_core::testkit::kinesis::{
+    client, create_stream, delete_stream, put, unique_stream, wait_active,
+};
 
 /// A polling source on `stream` that calls without pacing (emulators do
 /// not throttle reads) and idles briefly.
-pub(crate) async fn source(endpoint: &str, stream: &str) -> KinesisSource {
+pub async fn source(endpoint: &str, stream: &str) -> KinesisSource {
     KinesisSource::builder()
         .stream(stream)
         .client(client(endpoint))
@@ -49,7 +30,7 @@ pub(crate) async fn source(endpoint: &str, stream: &str) -> KinesisSource {
 
 /// How a scenario reads: polling or enhanced fan-out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Mode {
+pub enum Mode {
     /// `GetShardIterator` + `GetRecords`.
     Polling,
     /// `SubscribeToShard` through a freshly registered consumer.
@@ -57,11 +38,7 @@ pub(crate) enum Mode {
 }
 
 /// A source on `stream` read the `mode` way, with fast test settings.
-pub(crate) async fn reading_source(
-    mode: Mode,
-    endpoint: &str,
-    stream: &str,
-) -> Arc<dyn ShardSource> {
+pub async fn reading_source(mode: Mode, endpoint: &str, stream: &str) -> Arc<dyn ShardSource> {
     let polling = source(endpoint, stream).await;
     match mode {
         Mode::Polling => Arc::new(polling),
@@ -70,7 +47,7 @@ pub(crate) async fn reading_source(
 }
 
 /// A fan-out source with a unique consumer, fast test settings.
-pub(crate) async fn fan_out(polling: KinesisSource) -> FanOutSource {
+pub async fn fan_out(polling: KinesisSource) -> FanOutSource {
     polling
         .fan_out()
         .application(unique_stream("app"))
@@ -87,94 +64,10 @@ pub(crate) async fn fan_out(polling: KinesisSource) -> FanOutSource {
         .expect("fan-out source")
 }
 
-/// Wait until the stream is ACTIVE (after create, split or merge).
-pub(crate) async fn wait_active(client: &Client, stream: &str) {
-    for _ in 0..600 {
-        let out = client
-            .describe_stream_summary()
-            .stream_name(stream)
-            .send()
-            .await;
-        if let Ok(out) = out
-            && out
-                .stream_description_summary()
-                .is_some_and(|s| s.stream_status() == &StreamStatus::Active)
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("stream {stream} never became ACTIVE");
-}
-
-/// Create a stream with `shards` shards and wait until it is ACTIVE.
-pub(crate) async fn create_stream(client: &Client, stream: &str, shards: i32) {
-    client
-        .create_stream()
-        .stream_name(stream)
-        .shard_count(shards)
-        .send()
-        .await
-        .expect("create stream");
-    wait_active(client, stream).await;
-}
-
-/// Delete a stream a test made (emulators keep every stream, and count
-/// their shards against a shard limit, until the server stops).
-pub(crate) async fn delete_stream(client: &Client, stream: &str) {
-    let _ = client
-        .delete_stream()
-        .stream_name(stream)
-        .enforce_consumer_deletion(true)
-        .send()
-        .await;
-}
-
-/// Put `n` records with payload `"{tag}-{i}"`, in batches of up to 500;
-/// returns, per record in order, the shard it landed on and its sequence
-/// number.
-pub(crate) async fn put(
-    client: &Client,
-    stream: &str,
-    tag: &str,
-    n: usize,
-) -> Vec<(String, String)> {
-    let mut placed = Vec::with_capacity(n);
-    let mut i = 0;
-    while i < n {
-        let end = (i + 500).min(n);
-        let entries: Vec<_> = (i..end)
-            .map(|j| {
-                PutRecordsRequestEntry::builder()
-                    .partition_key(format!("key-{tag}-{j}"))
-                    .data(Blob::new(format!("{tag}-{j}")))
-                    .build()
-                    .unwrap()
-            })
-            .collect();
-        let out = client
-            .put_records()
-            .stream_name(stream)
-            .set_records(Some(entries))
-            .send()
-            .await
-            .expect("put records");
-        assert_eq!(out.failed_record_count(), Some(0), "no record may fail");
-        for r in out.records() {
-            placed.push((
-                r.shard_id().unwrap().to_owned(),
-                r.sequence_number().unwrap().to_owned(),
-            ));
-        }
-        i = end;
-    }
-    placed
-}
-
 /// Read from `reader` until `want` records arrived or the shard ended,
 /// giving up after `timeout`. Returns the records and whether the shard
 /// ended, with the children it reported.
-pub(crate) async fn drain(
+pub async fn drain(
     reader: &mut dyn ShardReader,
     want: usize,
     timeout: Duration,
@@ -209,7 +102,7 @@ fn expected(tag: &str, range: std::ops::Range<usize>) -> Vec<String> {
 
 /// `ListShards` pages: a 5-shard stream listed 2 shards per page gives all
 /// five, once each, in order.
-pub(crate) async fn list_shards_pages(endpoint: &str) {
+pub async fn list_shards_pages(endpoint: &str) {
     let stream = unique_stream("pages");
     let c = client(endpoint);
     create_stream(&c, &stream, 5).await;
@@ -245,7 +138,7 @@ pub(crate) async fn list_shards_pages(endpoint: &str) {
 }
 
 /// All five iterator types on a one-shard stream.
-pub(crate) async fn iterator_types(mode: Mode, endpoint: &str) {
+pub async fn iterator_types(mode: Mode, endpoint: &str) {
     let stream = unique_stream("iters");
     let c = client(endpoint);
     create_stream(&c, &stream, 1).await;
@@ -319,7 +212,7 @@ pub(crate) async fn iterator_types(mode: Mode, endpoint: &str) {
 /// A split mid-stream: the parent's reader delivers exactly the records
 /// put before the split, then reports the shard's end with both children;
 /// the children hold the rest.
-pub(crate) async fn split_shard_end(mode: Mode, endpoint: &str) {
+pub async fn split_shard_end(mode: Mode, endpoint: &str) {
     let stream = unique_stream("split");
     let c = client(endpoint);
     create_stream(&c, &stream, 1).await;
@@ -390,7 +283,7 @@ pub(crate) async fn split_shard_end(mode: Mode, endpoint: &str) {
 }
 
 /// A merge: both parents end with the one child, whose parents are both.
-pub(crate) async fn merge_shard_end(mode: Mode, endpoint: &str) {
+pub async fn merge_shard_end(mode: Mode, endpoint: &str) {
     let stream = unique_stream("merge");
     let c = client(endpoint);
     create_stream(&c, &stream, 2).await;
@@ -454,7 +347,7 @@ pub(crate) async fn merge_shard_end(mode: Mode, endpoint: &str) {
 }
 
 /// A stream that does not exist is `NotFound`, not retried forever.
-pub(crate) async fn missing_stream(endpoint: &str) {
+pub async fn missing_stream(endpoint: &str) {
     let source = source(endpoint, &unique_stream("absent")).await;
     let err = source.list_shards().await.unwrap_err();
     assert!(matches!(err, kcl_core::Error::NotFound { .. }), "{err:?}");

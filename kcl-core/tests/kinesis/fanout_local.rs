@@ -5,13 +5,11 @@
 //! reader (0 lost, 0 repeated), and a frozen connection caught by the
 //! watchdog.
 
-#[path = "kinesis_fanout_support/mod.rs"]
-mod fanout;
-#[path = "kinesis_support/mod.rs"]
-mod support;
-
 use kcl_core::testkit::server_from_env;
 use support::Mode;
+
+use crate::fanout_support;
+use crate::support;
 
 fn endpoint() -> Option<String> {
     server_from_env("KCL_TEST_KINESIS_ENDPOINT")
@@ -19,28 +17,28 @@ fn endpoint() -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registration_reuse_and_deregistration() {
-    fanout::logs();
+    fanout_support::logs();
     let Some(endpoint) = endpoint() else { return };
-    fanout::registration(&endpoint).await;
+    fanout_support::registration(&endpoint).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_starting_position() {
-    fanout::logs();
+    fanout_support::logs();
     let Some(endpoint) = endpoint() else { return };
     support::iterator_types(Mode::FanOut, &endpoint).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn split_parent_ends_with_children() {
-    fanout::logs();
+    fanout_support::logs();
     let Some(endpoint) = endpoint() else { return };
     support::split_shard_end(Mode::FanOut, &endpoint).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn merge_parents_end_with_child() {
-    fanout::logs();
+    fanout_support::logs();
     let Some(endpoint) = endpoint() else { return };
     support::merge_shard_end(Mode::FanOut, &endpoint).await;
 }
@@ -52,9 +50,9 @@ async fn merge_parents_end_with_child() {
 /// record once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resource_in_use_after_failover_is_retried() {
-    fanout::logs();
+    fanout_support::logs();
     let Some(endpoint) = endpoint() else { return };
-    let took = fanout::resource_in_use_after_failover(&endpoint).await;
+    let took = fanout_support::resource_in_use_after_failover(&endpoint).await;
     println!("new owner subscribed {took:?} after the old one closed");
 }
 

@@ -3,18 +3,16 @@
 //! a split and a merge (ferrokinesis sends no `ChildShards`, so this proves
 //! the `ListShards` lineage path), and an expired iterator.
 
-#[path = "kinesis_embedded/mod.rs"]
-mod embedded;
-#[path = "kinesis_support/mod.rs"]
-mod support;
-
 use std::time::Duration;
 
 use kcl_core::ShardId;
 use kcl_core::retrieval::{ShardSource, StartingPosition};
+use kcl_core::testkit::kinesis::{EmbeddedKinesis, StoreOptions, fast_options};
 
-async fn server() -> embedded::EmbeddedKinesis {
-    embedded::start(embedded::fast_options())
+use crate::support;
+
+async fn server() -> EmbeddedKinesis {
+    EmbeddedKinesis::start(fast_options())
         .await
         .expect("start ferrokinesis")
 }
@@ -54,9 +52,9 @@ async fn missing_stream_is_not_found() {
 /// none skipped, and not back to the start of the shard.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_iterator_resumes_after_last_delivered() {
-    let s = embedded::start(ferrokinesis::store::StoreOptions {
+    let s = EmbeddedKinesis::start(StoreOptions {
         iterator_ttl_seconds: 1,
-        ..embedded::fast_options()
+        ..fast_options()
     })
     .await
     .unwrap();

@@ -6,11 +6,6 @@
 //! and, when `KCL_TEST_KINESIS_ENDPOINT` is set, kinesis-mock; each by
 //! polling and by enhanced fan-out.
 
-#[path = "kinesis_embedded/mod.rs"]
-mod embedded;
-#[path = "kinesis_support/mod.rs"]
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -18,12 +13,15 @@ use std::time::{Duration, Instant, SystemTime};
 use kcl_core::retrieval::ShardSource;
 use kcl_core::retrieval::kinesis::KinesisSource;
 use kcl_core::testkit::engine::Recorder;
+use kcl_core::testkit::kinesis::{EmbeddedKinesis, fast_options};
 use kcl_core::testkit::server_from_env;
 use kcl_core::{ExtendedSequenceNumber, InitialPosition, LeaseStore, Worker};
 use kcl_store_memory::MemoryStore;
 use support::Mode;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+use crate::support;
 
 struct Fleet {
     store: Arc<MemoryStore>,
@@ -396,19 +394,19 @@ async fn a_crash_before_the_first_checkpoint_at_latest_loses_nothing(endpoint: &
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ferrokinesis_a_crash_before_the_first_checkpoint_at_latest_loses_nothing() {
-    let s = embedded::start(embedded::fast_options()).await.unwrap();
+    let s = EmbeddedKinesis::start(fast_options()).await.unwrap();
     a_crash_before_the_first_checkpoint_at_latest_loses_nothing(&s.endpoint).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ferrokinesis_fleet_drains_through_split_merge_and_stop() {
-    let s = embedded::start(embedded::fast_options()).await.unwrap();
+    let s = EmbeddedKinesis::start(fast_options()).await.unwrap();
     fleet_drains_through_split_merge_and_stop(&s.endpoint, Mode::Polling).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ferrokinesis_initial_positions() {
-    let s = embedded::start(embedded::fast_options()).await.unwrap();
+    let s = EmbeddedKinesis::start(fast_options()).await.unwrap();
     initial_positions(&s.endpoint, Mode::Polling).await;
 }
 
@@ -432,13 +430,13 @@ async fn kinesis_mock_initial_positions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ferrokinesis_fan_out_fleet_drains_through_split_merge_and_stop() {
-    let s = embedded::start(embedded::fast_options()).await.unwrap();
+    let s = EmbeddedKinesis::start(fast_options()).await.unwrap();
     fleet_drains_through_split_merge_and_stop(&s.endpoint, Mode::FanOut).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ferrokinesis_fan_out_initial_positions() {
-    let s = embedded::start(embedded::fast_options()).await.unwrap();
+    let s = EmbeddedKinesis::start(fast_options()).await.unwrap();
     initial_positions(&s.endpoint, Mode::FanOut).await;
 }
 
@@ -500,12 +498,12 @@ async fn kpl_aggregates(endpoint: &str, mode: Mode) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ferrokinesis_kpl_aggregates_by_polling() {
-    let s = embedded::start(embedded::fast_options()).await.unwrap();
+    let s = EmbeddedKinesis::start(fast_options()).await.unwrap();
     kpl_aggregates(&s.endpoint, Mode::Polling).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ferrokinesis_kpl_aggregates_by_fan_out() {
-    let s = embedded::start(embedded::fast_options()).await.unwrap();
+    let s = EmbeddedKinesis::start(fast_options()).await.unwrap();
     kpl_aggregates(&s.endpoint, Mode::FanOut).await;
 }

@@ -5,10 +5,9 @@
 //! tests here prove that path. Streams stay small: kinesis-mock's
 //! `PutRecords` slows down as a shard fills.
 
-#[path = "kinesis_support/mod.rs"]
-mod support;
-
 use kcl_core::testkit::server_from_env;
+
+use crate::support;
 
 fn endpoint() -> Option<String> {
     server_from_env("KCL_TEST_KINESIS_ENDPOINT")

@@ -1,9 +1,7 @@
-//! Enhanced fan-out scenarios shared by `kinesis_fanout_ferro.rs` and
-//! `kinesis_fanout_local.rs`, and a loopback TCP proxy that can freeze or
+//! Enhanced fan-out scenarios shared by `fanout_ferro.rs` and
+//! `fanout_local.rs`, and a loopback TCP proxy that can freeze or
 //! cut the connections it carries (a half-open HTTP connection, a reset
 //! subscription) on command.
-
-#![allow(dead_code)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -9,11 +9,6 @@
 //! key, and `stream_identifier` reads `account:name:epoch` from
 //! `DescribeStreamSummary`.
 
-#[path = "kinesis_embedded/mod.rs"]
-mod embedded;
-#[path = "kinesis_support/mod.rs"]
-mod support;
-
 use std::collections::{BTreeSet, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,11 +18,14 @@ use aws_sdk_kinesis::config::{Credentials, Region};
 use kcl_core::retrieval::kinesis::KinesisSource;
 use kcl_core::stream::{MultiStreamSource, StreamArn, StreamConfig, StreamTracker};
 use kcl_core::testkit::engine::Recorder;
+use kcl_core::testkit::kinesis::{EmbeddedKinesis, fast_options};
 use kcl_core::{LeaseStore, Worker};
 use kcl_store_memory::MemoryStore;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
+
+use crate::support;
 
 /// A relay in front of `upstream` that records the access key id of every
 /// SigV4-signed request it forwards (`Credential=<key>/...`).
@@ -107,7 +105,7 @@ async fn one_worker_reads_streams_of_two_accounts_one_by_arn() {
     let Some(kinesis_mock) = kcl_core::testkit::server_from_env("KCL_TEST_KINESIS_ENDPOINT") else {
         return;
     };
-    let second = embedded::start(embedded::fast_options()).await.unwrap();
+    let second = EmbeddedKinesis::start(fast_options()).await.unwrap();
     let upstream = kinesis_mock
         .trim_start_matches("http://")
         .trim_end_matches('/')

@@ -8,10 +8,7 @@
 //! speaks to it. It skips request signing checks. `SubscribeToShard` is
 //! answered with ferrokinesis' own event stream, sent as a chunked HTTP/1.1
 //! body (the AWS SDK reads an event stream the same way over HTTP/1.1 and
-//! HTTP/2). Shared by the kcl-core tests, the demo and the benchmarks (they
-//! include it by `#[path]`).
-
-#![allow(dead_code)]
+//! HTTP/2).
 
 use std::net::SocketAddr;
 
@@ -24,9 +21,25 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-/// A running embedded endpoint; stops when dropped.
+/// A Kinesis endpoint served by the ferrokinesis emulator in this process,
+/// on a free `127.0.0.1` port; it stops when dropped.
+///
+/// Every start is a fresh, empty emulator. Point an AWS SDK client at
+/// [`endpoint`](Self::endpoint) with any static credentials (requests are
+/// not signature-checked), for example with [`client`](super::client).
+///
+/// ```no_run
+/// # async fn demo() -> std::io::Result<()> {
+/// use kcl_core::testkit::kinesis::{EmbeddedKinesis, client, create_stream, fast_options};
+///
+/// let kinesis = EmbeddedKinesis::start(fast_options()).await?;
+/// let client = client(&kinesis.endpoint);
+/// create_stream(&client, "orders", 2).await;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
-pub(crate) struct EmbeddedKinesis {
+pub struct EmbeddedKinesis {
     /// `http://127.0.0.1:<port>`.
     pub endpoint: String,
     /// The address it listens on.
@@ -40,8 +53,10 @@ impl Drop for EmbeddedKinesis {
     }
 }
 
-/// Options for tests: streams become ACTIVE at once, room for 50 shards.
-pub(crate) fn fast_options() -> StoreOptions {
+/// Emulator options for tests: streams become ACTIVE (and are deleted or
+/// resharded) at once instead of after 500 ms, and there is room for 50
+/// shards instead of 10.
+pub fn fast_options() -> StoreOptions {
     StoreOptions {
         create_stream_ms: 0,
         delete_stream_ms: 0,
@@ -51,30 +66,36 @@ pub(crate) fn fast_options() -> StoreOptions {
     }
 }
 
-/// Start serving a fresh emulator store on a free loopback port.
-pub(crate) async fn start(options: StoreOptions) -> std::io::Result<EmbeddedKinesis> {
-    let (_router, store) = ferrokinesis::create_app(options);
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let task = tokio::spawn(async move {
-        let mut connections = tokio::task::JoinSet::new();
-        loop {
-            tokio::select! {
-                accepted = listener.accept() => {
-                    let Ok((stream, _)) = accepted else { continue };
-                    let _ = stream.set_nodelay(true);
-                    connections.spawn(serve_connection(stream, store.clone()));
+impl EmbeddedKinesis {
+    /// Start serving a fresh emulator store with `options` on a free
+    /// loopback port. Fails only if no port can be bound.
+    pub async fn start(options: StoreOptions) -> std::io::Result<EmbeddedKinesis> {
+        let (_router, store) = ferrokinesis::create_app(options);
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let task = tokio::spawn(async move {
+            let mut connections = tokio::task::JoinSet::new();
+            loop {
+                tokio::select! {
+                    accepted = listener.accept() => {
+                        let Ok((stream, _)) = accepted else { continue };
+                        let _ = stream.set_nodelay(true);
+                        connections.spawn(serve_connection(stream, store.clone()));
+                    }
+                    Some(_) = connections.join_next(), if !connections.is_empty() => {}
                 }
-                Some(_) = connections.join_next(), if !connections.is_empty() => {}
             }
-        }
-    });
-    Ok(EmbeddedKinesis {
-        endpoint: format!("http://{addr}"),
-        addr,
-        task,
-    })
+        });
+        Ok(EmbeddedKinesis {
+            endpoint: format!("http://{addr}"),
+            addr,
+            task,
+        })
+    }
 }
+
+/// The largest request body read (see `serve_connection`).
+const MAX_BODY: usize = 8 << 20;
 
 async fn serve_connection(stream: TcpStream, store: Store) {
     let (read, mut write) = stream.into_split();
@@ -107,6 +128,18 @@ async fn serve_connection(stream: TcpStream, store: Store) {
                     target = value.to_owned();
                 }
             }
+        }
+        // A legal PutRecords is at most 5 MiB of data (base64 in JSON:
+        // under 7 MiB); refuse more rather than allocate what a peer says.
+        if content_length > MAX_BODY {
+            let _ = write_response(
+                &mut write,
+                413,
+                Some("SerializationException".to_owned()),
+                "{\"__type\":\"SerializationException\",\"message\":\"request body too large\"}",
+            )
+            .await;
+            return;
         }
         let mut body = vec![0u8; content_length];
         if read.read_exact(&mut body).await.is_err() {

@@ -4,21 +4,17 @@
 //! repeated), a frozen connection caught by the watchdog, and
 //! back-pressure from a caller that stops reading.
 
-#[path = "kinesis_embedded/mod.rs"]
-mod embedded;
-#[path = "kinesis_fanout_support/mod.rs"]
-mod fanout;
-#[path = "kinesis_support/mod.rs"]
-mod support;
-
 use std::time::Duration;
 
-use ferrokinesis::store::StoreOptions;
 use kcl_core::ShardId;
+use kcl_core::testkit::kinesis::{EmbeddedKinesis, StoreOptions, fast_options};
 use support::Mode;
 
-async fn server() -> embedded::EmbeddedKinesis {
-    embedded::start(embedded::fast_options())
+use crate::fanout_support;
+use crate::support;
+
+async fn server() -> EmbeddedKinesis {
+    EmbeddedKinesis::start(fast_options())
         .await
         .expect("start ferrokinesis")
 }
@@ -26,7 +22,7 @@ async fn server() -> embedded::EmbeddedKinesis {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registration_reuse_and_deregistration() {
     let s = server().await;
-    fanout::registration(&s.endpoint).await;
+    fanout_support::registration(&s.endpoint).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -51,10 +47,10 @@ async fn merge_parents_end_with_child() {
 /// (5 minutes on AWS): at 700 ms, a 3 s read lives through several.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscriptions_ending_mid_stream_lose_and_repeat_nothing() {
-    let s = embedded::start(StoreOptions {
+    let s = EmbeddedKinesis::start(StoreOptions {
         subscribe_to_shard_session_ms: 700,
         subscribe_to_shard_event_record_limit: 7,
-        ..embedded::fast_options()
+        ..fast_options()
     })
     .await
     .unwrap();
@@ -64,7 +60,7 @@ async fn subscriptions_ending_mid_stream_lose_and_repeat_nothing() {
     let shard = ShardId::new("shardId-000000000000").unwrap();
     let source = support::fan_out(support::source(&s.endpoint, &stream).await).await;
     let started = std::time::Instant::now();
-    fanout::renewal_no_gap_no_repeat(
+    fanout_support::renewal_no_gap_no_repeat(
         &s.endpoint,
         source,
         &stream,
@@ -93,10 +89,10 @@ async fn cut_connections(endpoint: &str) {
     let c = support::client(endpoint);
     support::create_stream(&c, &stream, 1).await;
     let shard = ShardId::new("shardId-000000000000").unwrap();
-    let proxy = std::sync::Arc::new(fanout::Proxy::start(endpoint).await);
+    let proxy = std::sync::Arc::new(fanout_support::Proxy::start(endpoint).await);
     let source = support::fan_out(support::source(&proxy.endpoint, &stream).await).await;
     let p = proxy.clone();
-    let cuts = fanout::renewal_no_gap_no_repeat(
+    let cuts = fanout_support::renewal_no_gap_no_repeat(
         endpoint,
         source,
         &stream,
@@ -113,19 +109,19 @@ async fn cut_connections(endpoint: &str) {
 async fn frozen_connection_is_detected_and_replaced() {
     let s = server().await;
     let bound = Duration::from_secs(1);
-    let took = fanout::stall_recovered(&s.endpoint, bound).await;
+    let took = fanout_support::stall_recovered(&s.endpoint, bound).await;
     println!("stall recovered {took:?} after the freeze (watchdog {bound:?})");
     assert!(took < Duration::from_secs(15), "{took:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_caller_that_stops_reading_stops_the_subscription() {
-    let s = embedded::start(StoreOptions {
+    let s = EmbeddedKinesis::start(StoreOptions {
         subscribe_to_shard_event_record_limit: 50,
-        ..embedded::fast_options()
+        ..fast_options()
     })
     .await
     .unwrap();
-    let (pulled, total) = fanout::back_pressure(&s.endpoint).await;
+    let (pulled, total) = fanout_support::back_pressure(&s.endpoint).await;
     println!("read ahead {pulled} of {total} bytes while idle");
 }
