@@ -4,32 +4,23 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use kcl_core::testkit::conformance::{self, StoreFactory};
+use kcl_core::testkit::conformance::{self, StoreFactory, store_factory};
 use kcl_core::{
     ApplicationName, CheckpointStore, ExtendedSequenceNumber, Lease, LeaseStore, PendingCheckpoint,
     Result, ShardId, WorkerHeartbeat, WorkerId,
 };
 use kcl_store_memory::MemoryStore;
 
-#[derive(Debug)]
-struct Factory(MemoryStore);
-
-#[async_trait]
-impl StoreFactory for Factory {
-    async fn lease_store(&self) -> Arc<dyn LeaseStore> {
-        Arc::new(self.0.with_application(conformance::random_application()))
-    }
-    async fn checkpoint_store(&self) -> Arc<dyn CheckpointStore> {
-        Arc::new(self.0.with_application(conformance::random_application()))
-    }
-}
-
 fn server() -> MemoryStore {
     MemoryStore::new(ApplicationName::new("conformance").unwrap())
 }
 
-async fn factory() -> Option<Factory> {
-    Some(Factory(server()))
+async fn factory() -> Option<impl StoreFactory> {
+    let server = server();
+    Some(store_factory(move || {
+        let store = server.with_application(conformance::random_application());
+        async move { store }
+    }))
 }
 
 kcl_core::store_conformance_tests!(factory);

@@ -5,38 +5,27 @@ mod common;
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use common::Schemas;
-use kcl_core::testkit::conformance::{self, StoreFactory};
-use kcl_core::{CheckpointStore, LeaseStore};
-
-#[derive(Debug)]
-struct Factory(Schemas);
-
-#[async_trait]
-impl StoreFactory for Factory {
-    async fn lease_store(&self) -> Arc<dyn LeaseStore> {
-        Arc::new(self.0.store().await)
-    }
-    async fn checkpoint_store(&self) -> Arc<dyn CheckpointStore> {
-        Arc::new(self.0.store().await)
-    }
-}
+use kcl_core::LeaseStore;
+use kcl_core::testkit::conformance::{self, StoreFactory, store_factory};
 
 /// Stores in fresh random schemas (`kcl_test_…`) on the test server; the
 /// per-check tests leave their schemas behind in the test server (which
 /// `scripts/test-all.sh` starts fresh and discards).
-async fn factory() -> Option<Factory> {
-    let url = common::url()?;
-    Some(Factory(Schemas::new(common::pool(&url).await)))
+async fn factory() -> Option<impl StoreFactory> {
+    let schemas = Arc::new(common::schemas().await?);
+    Some(store_factory(move || {
+        let schemas = schemas.clone();
+        async move { schemas.store().await }
+    }))
 }
 
 kcl_core::store_conformance_tests!(factory);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn applications_share_one_schema_without_seeing_each_other() {
-    let Some(url) = common::url() else { return };
-    let schemas = Schemas::new(common::pool(&url).await);
+    let Some(schemas) = common::schemas().await else {
+        return;
+    };
     let one = schemas.store().await;
     let two = one.with_application(conformance::random_application());
     conformance::namespaces_are_isolated(&one, &two).await;
@@ -51,8 +40,9 @@ async fn applications_share_one_schema_without_seeing_each_other() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_fenced_writes_keep_the_contract() {
     use kcl_core::{Error, ExtendedSequenceNumber as Esn, Lease, ShardId, WorkerId};
-    let Some(url) = common::url() else { return };
-    let schemas = Schemas::new(common::pool(&url).await);
+    let Some(schemas) = common::schemas().await else {
+        return;
+    };
     let store = schemas.store().await;
     let shard = ShardId::new("shardId-000000000007").unwrap();
     let lease = Lease::new(shard.clone(), Esn::TrimHorizon);

@@ -14,10 +14,9 @@ use kcl_core::testkit::multistream::three_streams_over_three_workers;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_streams_over_three_workers_on_postgres() {
-    let Some(url) = common::url() else {
+    let Some(schemas) = common::schemas().await else {
         return;
     };
-    let schemas = common::Schemas::new(common::pool(&url).await);
     let store: Arc<dyn LeaseStore> = Arc::new(schemas.store().await);
     let report = three_streams_over_three_workers(store, Duration::from_secs(3)).await;
     println!("multistream postgres: {report:?}");

@@ -55,8 +55,9 @@ async fn rows(store: &PostgresStore, table: &str) -> Vec<i64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checkpoint_commits_and_rolls_back_with_the_users_rows() {
-    let Some(url) = common::url() else { return };
-    let schemas = Schemas::new(common::pool(&url).await);
+    let Some(schemas) = common::schemas().await else {
+        return;
+    };
     let store = schemas.store().await;
     let table = user_table(&store).await;
     let held = taken(&store, "w-a").await;
@@ -138,8 +139,9 @@ async fn checkpoint_commits_and_rolls_back_with_the_users_rows() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_that_lost_its_lease_cannot_commit_its_rows() {
-    let Some(url) = common::url() else { return };
-    let schemas = Schemas::new(common::pool(&url).await);
+    let Some(schemas) = common::schemas().await else {
+        return;
+    };
     let store = schemas.store().await;
     let table = user_table(&store).await;
     let held_by_a = taken(&store, "w-a").await;
@@ -193,8 +195,9 @@ async fn a_worker_that_lost_its_lease_cannot_commit_its_rows() {
 /// taker sees it; it can never be committed after the take.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_take_waits_for_the_checkpoint_transaction_and_sees_its_result() {
-    let Some(url) = common::url() else { return };
-    let schemas = Schemas::new(common::pool(&url).await);
+    let Some(schemas) = common::schemas().await else {
+        return;
+    };
     let store = schemas.store().await;
     let table = user_table(&store).await;
     let held_by_a = taken(&store, "w-a").await;
@@ -312,7 +315,9 @@ async fn run_worker(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_before_commit_loses_and_duplicates_nothing() {
-    let Some(url) = common::url() else { return };
+    let Some(url) = common::url() else {
+        return;
+    };
     let schemas = Schemas::new(common::pool(&url).await);
     let store = schemas.store().await;
     let table = user_table(&store).await;

@@ -5,19 +5,16 @@
 //! passing here proves every operation stays inside the application's
 //! hash-tag slot. Needs `KCL_TEST_REDIS_SERVER_BIN`.
 
-mod support;
+mod common;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use kcl_core::testkit::conformance::{self, StoreFactory, random_application};
+use kcl_core::testkit::conformance::{self, random_application, store_factory};
 use kcl_core::testkit::server_from_env;
-use kcl_core::{CheckpointStore, LeaseStore};
 use kcl_store_redis::RedisStore;
 
-async fn start(bin: &str) -> support::RedisProcess {
-    let node = support::RedisProcess::start(
+async fn start(bin: &str) -> common::RedisProcess {
+    let node = common::RedisProcess::start(
         bin,
         &[
             "--cluster-enabled",
@@ -53,29 +50,14 @@ async fn start(bin: &str) -> support::RedisProcess {
     node
 }
 
-struct Factory {
-    url: String,
-}
-
-impl Factory {
-    async fn store(&self) -> RedisStore {
-        RedisStore::builder()
-            .url(&self.url)
-            .application(random_application().as_str())
-            .build()
-            .await
-            .expect("connect to the cluster node")
-    }
-}
-
-#[async_trait]
-impl StoreFactory for Factory {
-    async fn lease_store(&self) -> Arc<dyn LeaseStore> {
-        Arc::new(self.store().await)
-    }
-    async fn checkpoint_store(&self) -> Arc<dyn CheckpointStore> {
-        Arc::new(self.store().await)
-    }
+/// A store on `url` for a random application (so a random slot).
+async fn store(url: &str) -> RedisStore {
+    RedisStore::builder()
+        .url(url)
+        .application(random_application().as_str())
+        .build()
+        .await
+        .expect("connect to the cluster node")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -97,5 +79,6 @@ async fn conformance_under_cluster_key_slot_rules() {
         "cluster mode must refuse cross-slot commands: {cross:?}"
     );
 
-    conformance::run_all(&Factory { url: node.url() }).await;
+    let url = node.url();
+    conformance::run_all(&store_factory(|| store(&url))).await;
 }

@@ -5,45 +5,27 @@
 //! checkpoints. Needs `KCL_TEST_REDIS_SERVER_BIN` (and redis-cli beside it
 //! or `KCL_TEST_REDIS_CLI_BIN`).
 
-mod support;
+mod common;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use kcl_core::testkit::conformance::{self, StoreFactory, random_application};
+use common::Cluster;
+use kcl_core::testkit::conformance::{self, random_application, store_factory};
 use kcl_core::testkit::server_from_env;
 use kcl_core::{
-    ApplicationName, CheckpointStore, Error, ExtendedSequenceNumber, Lease, LeaseStore, ShardId,
-    WorkerId,
+    ApplicationName, Error, ExtendedSequenceNumber, Lease, LeaseStore, ShardId, WorkerId,
 };
 use kcl_store_redis::{RedisStore, RedisStoreBuilder};
-use support::Cluster;
 
-struct Factory {
-    url: String,
-}
-
-impl Factory {
-    async fn store(&self) -> RedisStore {
-        RedisStore::builder()
-            .url(&self.url)
-            .cluster(true)
-            .application(random_application().as_str())
-            .build()
-            .await
-            .expect("connect to the cluster")
-    }
-}
-
-#[async_trait]
-impl StoreFactory for Factory {
-    async fn lease_store(&self) -> Arc<dyn LeaseStore> {
-        Arc::new(self.store().await)
-    }
-    async fn checkpoint_store(&self) -> Arc<dyn CheckpointStore> {
-        Arc::new(self.store().await)
-    }
+/// A store on `url` for a random application (so a random slot).
+async fn store(url: &str) -> RedisStore {
+    RedisStore::builder()
+        .url(url)
+        .cluster(true)
+        .application(random_application().as_str())
+        .build()
+        .await
+        .expect("connect to the cluster")
 }
 
 /// Every check, with each store's application (and so its slot) drawn at
@@ -55,7 +37,8 @@ async fn conformance_on_a_six_node_cluster() {
         return;
     };
     let cluster = Cluster::start(&bin, 3).await;
-    conformance::run_all(&Factory { url: cluster.url() }).await;
+    let url = cluster.url();
+    conformance::run_all(&store_factory(|| store(&url))).await;
 }
 
 /// A `redis+cluster://` URL builds a cluster store (the path the binaries

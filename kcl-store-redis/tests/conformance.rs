@@ -1,51 +1,18 @@
 //! The store contract, proven against a real Redis server
 //! (`KCL_TEST_REDIS_URL`; `scripts/test-all.sh` starts one).
 
-use std::sync::Arc;
+mod common;
 
-use async_trait::async_trait;
-use kcl_core::testkit::conformance::{self, StoreFactory};
-use kcl_core::testkit::server_from_env;
+use kcl_core::testkit::conformance::{StoreFactory, store_factory};
 use kcl_core::{CheckpointStore, ExtendedSequenceNumber, Lease, LeaseStore, ShardId, WorkerId};
 use kcl_store_redis::RedisStore;
 
-#[derive(Debug)]
-struct Factory {
-    url: String,
-}
-
-impl Factory {
-    /// A store in a fresh namespace: a random application name and, so a
-    /// failed run leaves nothing that could meet a later one, a random
-    /// key prefix too.
-    async fn store(&self) -> RedisStore {
-        let application = conformance::random_application();
-        RedisStore::builder()
-            .url(&self.url)
-            .application(application.as_str())
-            .key_prefix(format!("kcl-test-{}", &application.as_str()[9..]))
-            .build()
-            .await
-            .expect("connect to KCL_TEST_REDIS_URL")
-    }
-}
-
-#[async_trait]
-impl StoreFactory for Factory {
-    async fn lease_store(&self) -> Arc<dyn LeaseStore> {
-        Arc::new(self.store().await)
-    }
-    async fn checkpoint_store(&self) -> Arc<dyn CheckpointStore> {
-        Arc::new(self.store().await)
-    }
-}
-
-fn server() -> Option<Factory> {
-    server_from_env("KCL_TEST_REDIS_URL").map(|url| Factory { url })
-}
-
-async fn factory() -> Option<Factory> {
-    server()
+async fn factory() -> Option<impl StoreFactory> {
+    let url = common::url()?;
+    Some(store_factory(move || {
+        let url = url.clone();
+        async move { common::store(&url).await }
+    }))
 }
 
 kcl_core::store_conformance_tests!(factory);
@@ -54,11 +21,11 @@ kcl_core::store_conformance_tests!(factory);
 /// separate namespaces; the same prefix and application share data.
 #[tokio::test]
 async fn key_prefix_separates_namespaces() {
-    let Some(factory) = server() else { return };
-    let one = factory.store().await;
+    let Some(url) = common::url() else { return };
+    let one = common::store(&url).await;
     let same = one.with_application(one.application().clone());
     let other_prefix = RedisStore::builder()
-        .url(&factory.url)
+        .url(&url)
         .application(one.application().as_str())
         .key_prefix("kcl-other-prefix")
         .build()
@@ -82,13 +49,11 @@ async fn key_prefix_separates_namespaces() {
 /// password is a plain (not retryable) error.
 #[tokio::test]
 async fn password_is_redacted_and_a_wrong_one_is_not_retryable() {
-    let Some(factory) = server() else { return };
-    let store = factory.store().await;
+    let Some(url) = common::url() else { return };
+    let store = common::store(&url).await;
     assert!(format!("{store:?}").contains("127.0.0.1"));
 
-    let with_password = factory
-        .url
-        .replacen("redis://", "redis://:hunter2-not-the-password@", 1);
+    let with_password = url.replacen("redis://", "redis://:hunter2-not-the-password@", 1);
     let err = RedisStore::builder()
         .url(&with_password)
         .application("kcl-test-auth")
@@ -104,8 +69,8 @@ async fn password_is_redacted_and_a_wrong_one_is_not_retryable() {
 /// 2^53 (where a Lua number would round) keep their order.
 #[tokio::test]
 async fn sequence_numbers_compare_exactly_in_lua() {
-    let Some(factory) = server() else { return };
-    let store = factory.store().await;
+    let Some(url) = common::url() else { return };
+    let store = common::store(&url).await;
     let shard = ShardId::new("shardId-000000000009").unwrap();
     let at = |s: &str, sub: u64| ExtendedSequenceNumber::at(s.parse().unwrap(), sub);
     let big = "49590338271490256608559692538361571095921575989136588898";

@@ -4,7 +4,7 @@
 //! ends with every shard checkpointed at its last record; no checkpoint
 //! ever moves backwards. Needs `KCL_TEST_REDIS_SERVER_BIN`.
 
-mod support;
+mod common;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -52,8 +52,8 @@ async fn worker_rides_out_a_redis_restart() {
     let Some(bin) = server_from_env("KCL_TEST_REDIS_SERVER_BIN") else {
         return;
     };
-    let mut server = support::persistent_server(&bin);
-    let store = support::restart_tolerant_store(&server).await;
+    let mut server = common::persistent_server(&bin);
+    let store = common::restart_tolerant_store(&server).await;
 
     let stream = FakeStream::new(4);
     fill(&stream, 0, 400);

@@ -4,29 +4,20 @@
 //! engine's lease keys (`account:name:epoch:shardId`) and keyed parents
 //! as they are.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use kcl_core::LeaseStore;
-use kcl_core::testkit::conformance::random_application;
 use kcl_core::testkit::multistream::three_streams_over_three_workers;
-use kcl_core::testkit::server_from_env;
-use kcl_store_redis::RedisStore;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_streams_over_three_workers_on_redis() {
-    let Some(url) = server_from_env("KCL_TEST_REDIS_URL") else {
+    let Some(url) = common::url() else {
         return;
     };
-    let application = random_application();
-    let store = RedisStore::builder()
-        .url(&url)
-        .application(application.as_str())
-        .key_prefix(format!("kcl-test-{}", &application.as_str()[9..]))
-        .build()
-        .await
-        .expect("connect to KCL_TEST_REDIS_URL");
-    let store: Arc<dyn LeaseStore> = Arc::new(store);
+    let store: Arc<dyn LeaseStore> = Arc::new(common::store(&url).await);
     let report = three_streams_over_three_workers(store, Duration::from_secs(3)).await;
     println!("multistream redis: {report:?}");
 }

@@ -5,15 +5,15 @@
 //! write with `READONLY`; the store must reconnect, not retry on the old
 //! connection forever. Needs `KCL_TEST_REDIS_SERVER_BIN`.
 
-mod support;
+mod common;
 
 use std::time::{Duration, Instant};
 
+use common::{Forwarder, RedisProcess};
 use kcl_core::testkit::conformance::random_application;
 use kcl_core::testkit::server_from_env;
 use kcl_core::{ExtendedSequenceNumber, Lease, LeaseStore, ShardId, WorkerId};
 use kcl_store_redis::RedisStore;
-use support::{Forwarder, RedisProcess};
 
 const PLAIN: [&str; 4] = ["--save", "", "--appendonly", "no"];
 

@@ -7,7 +7,7 @@
 //! append-only file, kills it with SIGKILL, and starts it again on the same
 //! port and directory.
 
-mod support;
+mod common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -45,8 +45,8 @@ async fn checkpoints_survive_a_redis_restart() {
     let Some(bin) = server_from_env("KCL_TEST_REDIS_SERVER_BIN") else {
         return;
     };
-    let mut server = support::persistent_server(&bin);
-    let store = support::restart_tolerant_store(&server).await;
+    let mut server = common::persistent_server(&bin);
+    let store = common::restart_tolerant_store(&server).await;
     let shard = ShardId::new("shardId-000000000000").unwrap();
     let lease = Lease::new(shard.clone(), ExtendedSequenceNumber::TrimHorizon);
     store.create_lease_if_absent(&lease).await.unwrap();

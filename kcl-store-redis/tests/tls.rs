@@ -3,7 +3,7 @@
 //! command). Needs feature `tls` and `KCL_TEST_REDIS_SERVER_BIN`.
 #![cfg(feature = "tls")]
 
-mod support;
+mod common;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -27,10 +27,10 @@ fn openssl(dir: &Path, args: &[&str]) {
     assert!(status.success(), "openssl {args:?} failed");
 }
 
-fn start(bin: &str) -> support::RedisProcess {
-    let port = support::free_port();
+fn start(bin: &str) -> common::RedisProcess {
+    let port = common::free_port();
     let port_arg = port.to_string();
-    let mut server = support::RedisProcess::new(
+    let mut server = common::RedisProcess::new(
         bin,
         port,
         &[

@@ -18,6 +18,13 @@ pub(crate) fn url() -> Option<String> {
     server_from_env("KCL_TEST_POSTGRES_URL")
 }
 
+/// Schemas on the test server, or `None` (the test skips) when unset.
+pub(crate) async fn schemas() -> Option<Schemas> {
+    let url = url()?;
+    Some(Schemas::new(pool(&url).await))
+}
+
+/// A pool of up to 20 connections on `url`.
 pub(crate) async fn pool(url: &str) -> PgPool {
     PgPoolOptions::new()
         .max_connections(20)

@@ -4,7 +4,8 @@
 //! Each check is a plain `pub async fn` over `&dyn LeaseStore` (or
 //! `&dyn CheckpointStore`) that panics with a clear message when the store
 //! breaks the contract. [`run_all`] runs every one, each on a fresh
-//! namespace from a [`StoreFactory`]; a backend's test is then:
+//! namespace from a [`StoreFactory`] (write one, as below, or build one
+//! from a closure with [`store_factory`]); a backend's test is then:
 //!
 //! ```
 //! use std::sync::Arc;
@@ -33,6 +34,7 @@
 //! ```
 
 mod checkpoint;
+mod factory;
 mod lease;
 mod pinning;
 mod strict;
@@ -43,6 +45,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use checkpoint::*;
+pub use factory::{FnStoreFactory, store_factory};
 pub use lease::*;
 pub use pinning::*;
 pub use strict::*;

@@ -1,7 +1,9 @@
-//! Private `redis-server` processes for tests that need a server of their
-//! own (to kill and restart it, or to run it with TLS or in cluster mode).
-//! Each runs on a free loopback port in its own temporary directory and is
-//! killed, by its own process handle, when dropped.
+//! Shared by the Redis tests: the test server (`KCL_TEST_REDIS_URL`) and
+//! stores in fresh namespaces on it, and private `redis-server` processes
+//! for tests that need a server of their own (to kill and restart it, or
+//! to run it with TLS or in cluster mode). Each private server runs on a
+//! free loopback port in its own temporary directory and is killed, by
+//! its own process handle, when dropped.
 
 // Each test file uses a different part of this module.
 #![allow(dead_code)]
@@ -12,6 +14,27 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kcl_core::testkit::conformance::random_application;
+use kcl_core::testkit::server_from_env;
+use kcl_store_redis::RedisStore;
+
+/// The test server's URL, or `None` (with a printed skip line) when unset.
+pub fn url() -> Option<String> {
+    server_from_env("KCL_TEST_REDIS_URL")
+}
+
+/// A store on `url` in a fresh namespace: a random application name and,
+/// so a failed run leaves nothing that could meet a later one, a random
+/// key prefix too.
+pub async fn store(url: &str) -> RedisStore {
+    let application = random_application();
+    RedisStore::builder()
+        .url(url)
+        .application(application.as_str())
+        .key_prefix(format!("kcl-test-{}", &application.as_str()[9..]))
+        .build()
+        .await
+        .expect("connect to KCL_TEST_REDIS_URL")
+}
 
 /// A redis-server this test started.
 pub(crate) struct RedisProcess {
