@@ -12,18 +12,18 @@ use std::time::{Duration, Instant};
 use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
-pub use kcl_core::testkit::kinesis::{
+pub(crate) use kcl_core::testkit::kinesis::{
     EmbeddedKinesis, client, create_stream, fast_options, wait_active,
 };
 use rustix::process::{Pid, Signal, kill_process};
 
-pub fn unique(prefix: &str) -> String {
+pub(crate) fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
 }
 
 /// Split `shard` in two halves of its hash range (the stream's first shard
 /// of a 2-shard stream covers `[0, 2^127)`).
-pub async fn split(client: &Client, stream: &str, shard: &str, at: u128) {
+pub(crate) async fn split(client: &Client, stream: &str, shard: &str, at: u128) {
     client
         .split_shard()
         .stream_name(stream)
@@ -37,14 +37,14 @@ pub async fn split(client: &Client, stream: &str, shard: &str, at: u128) {
 
 /// Records put so far: id → sequence number.
 #[derive(Debug, Default)]
-pub struct Ledger {
+pub(crate) struct Ledger {
     pub ids: BTreeMap<String, String>,
     next: usize,
 }
 
 impl Ledger {
     /// Put `n` records with fresh ids (the data is the id).
-    pub async fn put(&mut self, client: &Client, stream: &str, n: usize) {
+    pub(crate) async fn put(&mut self, client: &Client, stream: &str, n: usize) {
         let mut entries = Vec::new();
         let mut ids = Vec::new();
         for _ in 0..n {
@@ -76,7 +76,7 @@ impl Ledger {
 
 /// Which official (or our) child library a daemon runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChildKind {
+pub(crate) enum ChildKind {
     /// `kcl-sample-child` on `kcl_multilang::child::run`.
     Rust,
     /// PyPI amazon-kclpy's `samples/sample_kclpy_app.py`, unmodified.
@@ -88,7 +88,7 @@ pub enum ChildKind {
 impl ChildKind {
     /// The executableName and environment for this kind, or `None` (with a
     /// printed line) when its library is not installed.
-    pub fn command(self, out: &Path) -> Option<(String, Vec<(String, String)>)> {
+    pub(crate) fn command(self, out: &Path) -> Option<(String, Vec<(String, String)>)> {
         match self {
             ChildKind::Rust => Some((
                 env!("CARGO_BIN_EXE_kcl-sample-child").to_string(),
@@ -119,7 +119,7 @@ impl ChildKind {
 
 /// A server variable; unset, the test skips (or fails under
 /// `KCL_TEST_REQUIRE_SERVERS=1`).
-pub fn server_var(name: &str) -> Option<String> {
+pub(crate) fn server_var(name: &str) -> Option<String> {
     match std::env::var(name) {
         Ok(v) if !v.is_empty() => Some(v),
         _ => {
@@ -134,7 +134,7 @@ pub fn server_var(name: &str) -> Option<String> {
 
 /// One `kcl multilang` process.
 #[derive(Debug)]
-pub struct Daemon {
+pub(crate) struct Daemon {
     pub name: String,
     pub child: Child,
     pub out: PathBuf,
@@ -142,7 +142,7 @@ pub struct Daemon {
 }
 
 /// Settings for a daemon.
-pub struct DaemonSpec<'a> {
+pub(crate) struct DaemonSpec<'a> {
     pub dir: &'a Path,
     pub name: &'a str,
     pub kind: ChildKind,
@@ -154,7 +154,7 @@ pub struct DaemonSpec<'a> {
 }
 
 impl Daemon {
-    pub fn start(spec: &DaemonSpec<'_>) -> Option<Daemon> {
+    pub(crate) fn start(spec: &DaemonSpec<'_>) -> Option<Daemon> {
         let out = spec.dir.join(format!("{}.records", spec.name));
         let log = spec.dir.join(format!("{}.log", spec.name));
         let (exe, env) = spec.kind.command(&out)?;
@@ -211,16 +211,16 @@ impl Daemon {
         })
     }
 
-    pub fn pid(&self) -> Pid {
+    pub(crate) fn pid(&self) -> Pid {
         Pid::from_raw(self.child.id() as i32).unwrap()
     }
 
-    pub fn signal(&self, signal: Signal) {
+    pub(crate) fn signal(&self, signal: Signal) {
         let _ = kill_process(self.pid(), signal);
     }
 
     /// The pids of this daemon's child processes.
-    pub fn children(&self) -> Vec<i32> {
+    pub(crate) fn children(&self) -> Vec<i32> {
         let mut pids = Vec::new();
         let tasks = format!("/proc/{}/task", self.child.id());
         for task in std::fs::read_dir(tasks).into_iter().flatten().flatten() {
@@ -235,7 +235,7 @@ impl Daemon {
     }
 
     /// Wait for the daemon to exit; its status code.
-    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+    pub(crate) fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
         let start = Instant::now();
         while start.elapsed() < limit {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -246,7 +246,7 @@ impl Daemon {
         None
     }
 
-    pub fn log_text(&self) -> String {
+    pub(crate) fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
@@ -261,7 +261,7 @@ impl Drop for Daemon {
 }
 
 /// The ids a daemon's children reported seeing.
-pub fn seen(kind: ChildKind, daemon: &Daemon, ledger: &Ledger) -> BTreeMap<String, usize> {
+pub(crate) fn seen(kind: ChildKind, daemon: &Daemon, ledger: &Ledger) -> BTreeMap<String, usize> {
     let mut counts = BTreeMap::new();
     match kind {
         ChildKind::Rust | ChildKind::Node => {
@@ -293,7 +293,7 @@ pub fn seen(kind: ChildKind, daemon: &Daemon, ledger: &Ledger) -> BTreeMap<Strin
 }
 
 /// Ids put but seen by no daemon.
-pub fn missing(kind: ChildKind, daemons: &[&Daemon], ledger: &Ledger) -> BTreeSet<String> {
+pub(crate) fn missing(kind: ChildKind, daemons: &[&Daemon], ledger: &Ledger) -> BTreeSet<String> {
     let mut all = BTreeSet::new();
     for d in daemons {
         all.extend(seen(kind, d, ledger).into_keys());
@@ -307,7 +307,12 @@ pub fn missing(kind: ChildKind, daemons: &[&Daemon], ledger: &Ledger) -> BTreeSe
 }
 
 /// Wait until every id put was seen by one of `daemons`.
-pub async fn wait_all_seen(kind: ChildKind, daemons: &[&Daemon], ledger: &Ledger, what: &str) {
+pub(crate) async fn wait_all_seen(
+    kind: ChildKind,
+    daemons: &[&Daemon],
+    ledger: &Ledger,
+    what: &str,
+) {
     let start = Instant::now();
     loop {
         let missing = missing(kind, daemons, ledger);
@@ -346,7 +351,7 @@ pub async fn wait_all_seen(kind: ChildKind, daemons: &[&Daemon], ledger: &Ledger
 /// Write a daemon properties file into `dir` that runs the Rust sample
 /// child (`kcl-sample-child`) on `stream` at `endpoint`, leases in `store`,
 /// from TRIM_HORIZON, reading every 200 ms; a fresh application name.
-pub fn sample_child_properties(
+pub(crate) fn sample_child_properties(
     dir: &Path,
     stream: &str,
     endpoint: &str,

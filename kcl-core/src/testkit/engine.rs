@@ -37,7 +37,7 @@ pub struct Processed {
     pub data: Bytes,
     /// When it was processed (tokio's clock, so paused-clock tests see
     /// virtual time).
-    pub at: tokio::time::Instant,
+    pub at: Instant,
 }
 
 /// A life-cycle call a recording processor received.
@@ -214,7 +214,7 @@ impl ShardProcessor for RecordingProcessor {
                     shard_id: self.shard_id.clone(),
                     position: record.extended_sequence_number(),
                     data: record.data.clone(),
-                    at: tokio::time::Instant::now(),
+                    at: Instant::now(),
                 });
             }
         }

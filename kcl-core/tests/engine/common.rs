@@ -6,12 +6,12 @@ use std::sync::Arc;
 
 use kcl_store_memory::MemoryStore;
 
-pub use kcl_core::testkit::engine::{
+pub(crate) use kcl_core::testkit::engine::{
     LEASE, Running, assert_nothing_lost, fill, owners, producer, spawn_worker, spawn_worker_with,
     wait_until,
 };
 
-pub fn store() -> Arc<MemoryStore> {
+pub(crate) fn store() -> Arc<MemoryStore> {
     Arc::new(
         MemoryStore::builder()
             .application("engine-test")

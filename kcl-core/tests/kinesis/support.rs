@@ -10,13 +10,13 @@ use std::time::{Duration, SystemTime};
 use kcl_core::ShardId;
 use kcl_core::retrieval::kinesis::{FanOutSource, KinesisSource};
 use kcl_core::retrieval::{Record, ShardReader, ShardSource, StartingPosition};
-pub use kcl_core::testkit::kinesis::{
+pub(crate) use kcl_core::testkit::kinesis::{
     client, create_stream, delete_stream, put, unique_stream, wait_active,
 };
 
 /// A polling source on `stream` that calls without pacing (emulators do
 /// not throttle reads) and idles briefly.
-pub async fn source(endpoint: &str, stream: &str) -> KinesisSource {
+pub(crate) async fn source(endpoint: &str, stream: &str) -> KinesisSource {
     KinesisSource::builder()
         .stream(stream)
         .client(client(endpoint))
@@ -30,7 +30,7 @@ pub async fn source(endpoint: &str, stream: &str) -> KinesisSource {
 
 /// How a scenario reads: polling or enhanced fan-out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum Mode {
     /// `GetShardIterator` + `GetRecords`.
     Polling,
     /// `SubscribeToShard` through a freshly registered consumer.
@@ -38,7 +38,11 @@ pub enum Mode {
 }
 
 /// A source on `stream` read the `mode` way, with fast test settings.
-pub async fn reading_source(mode: Mode, endpoint: &str, stream: &str) -> Arc<dyn ShardSource> {
+pub(crate) async fn reading_source(
+    mode: Mode,
+    endpoint: &str,
+    stream: &str,
+) -> Arc<dyn ShardSource> {
     let polling = source(endpoint, stream).await;
     match mode {
         Mode::Polling => Arc::new(polling),
@@ -47,7 +51,7 @@ pub async fn reading_source(mode: Mode, endpoint: &str, stream: &str) -> Arc<dyn
 }
 
 /// A fan-out source with a unique consumer, fast test settings.
-pub async fn fan_out(polling: KinesisSource) -> FanOutSource {
+pub(crate) async fn fan_out(polling: KinesisSource) -> FanOutSource {
     polling
         .fan_out()
         .application(unique_stream("app"))
@@ -67,7 +71,7 @@ pub async fn fan_out(polling: KinesisSource) -> FanOutSource {
 /// Read from `reader` until `want` records arrived or the shard ended,
 /// giving up after `timeout`. Returns the records and whether the shard
 /// ended, with the children it reported.
-pub async fn drain(
+pub(crate) async fn drain(
     reader: &mut dyn ShardReader,
     want: usize,
     timeout: Duration,
@@ -102,7 +106,7 @@ fn expected(tag: &str, range: std::ops::Range<usize>) -> Vec<String> {
 
 /// `ListShards` pages: a 5-shard stream listed 2 shards per page gives all
 /// five, once each, in order.
-pub async fn list_shards_pages(endpoint: &str) {
+pub(crate) async fn list_shards_pages(endpoint: &str) {
     let stream = unique_stream("pages");
     let c = client(endpoint);
     create_stream(&c, &stream, 5).await;
@@ -138,7 +142,7 @@ pub async fn list_shards_pages(endpoint: &str) {
 }
 
 /// All five iterator types on a one-shard stream.
-pub async fn iterator_types(mode: Mode, endpoint: &str) {
+pub(crate) async fn iterator_types(mode: Mode, endpoint: &str) {
     let stream = unique_stream("iters");
     let c = client(endpoint);
     create_stream(&c, &stream, 1).await;
@@ -212,7 +216,7 @@ pub async fn iterator_types(mode: Mode, endpoint: &str) {
 /// A split mid-stream: the parent's reader delivers exactly the records
 /// put before the split, then reports the shard's end with both children;
 /// the children hold the rest.
-pub async fn split_shard_end(mode: Mode, endpoint: &str) {
+pub(crate) async fn split_shard_end(mode: Mode, endpoint: &str) {
     let stream = unique_stream("split");
     let c = client(endpoint);
     create_stream(&c, &stream, 1).await;
@@ -283,7 +287,7 @@ pub async fn split_shard_end(mode: Mode, endpoint: &str) {
 }
 
 /// A merge: both parents end with the one child, whose parents are both.
-pub async fn merge_shard_end(mode: Mode, endpoint: &str) {
+pub(crate) async fn merge_shard_end(mode: Mode, endpoint: &str) {
     let stream = unique_stream("merge");
     let c = client(endpoint);
     create_stream(&c, &stream, 2).await;
@@ -347,7 +351,7 @@ pub async fn merge_shard_end(mode: Mode, endpoint: &str) {
 }
 
 /// A stream that does not exist is `NotFound`, not retried forever.
-pub async fn missing_stream(endpoint: &str) {
+pub(crate) async fn missing_stream(endpoint: &str) {
     let source = source(endpoint, &unique_stream("absent")).await;
     let err = source.list_shards().await.unwrap_err();
     assert!(matches!(err, kcl_core::Error::NotFound { .. }), "{err:?}");

@@ -18,14 +18,14 @@ use kcl_core::testkit::server_from_env;
 use kcl_store_redis::RedisStore;
 
 /// The test server's URL, or `None` (with a printed skip line) when unset.
-pub fn url() -> Option<String> {
+pub(crate) fn url() -> Option<String> {
     server_from_env("KCL_TEST_REDIS_URL")
 }
 
 /// A store on `url` in a fresh namespace: a random application name and,
 /// so a failed run leaves nothing that could meet a later one, a random
 /// key prefix too.
-pub async fn store(url: &str) -> RedisStore {
+pub(crate) async fn store(url: &str) -> RedisStore {
     let application = random_application();
     RedisStore::builder()
         .url(url)
@@ -145,8 +145,8 @@ pub(crate) fn persistent_server(bin: &str) -> RedisProcess {
 
 /// A store on `server` in a fresh namespace, with timeouts short enough
 /// that calls fail fast (and retryably) while the server is down.
-pub(crate) async fn restart_tolerant_store(server: &RedisProcess) -> kcl_store_redis::RedisStore {
-    kcl_store_redis::RedisStore::builder()
+pub(crate) async fn restart_tolerant_store(server: &RedisProcess) -> RedisStore {
+    RedisStore::builder()
         .url(server.url())
         .application(random_application().as_str())
         .connection_timeout(Duration::from_millis(500))
