@@ -14,7 +14,12 @@
 //!   through, a listing failed);
 //! - otherwise every `lease_scan_interval` (default 60 s), which bounds how
 //!   long a lease a live owner stopped renewing, or one created by a
-//!   peer's shard sync, waits to be seen.
+//!   peer's shard sync, waits to be seen. In
+//!   [`BalanceMode::Throughput`](crate::BalanceMode::Throughput) the slow
+//!   cadence is at most the balancing interval (`take_interval`): a load
+//!   shift changes only the throughput figures the leases record, which
+//!   no heartbeat shows, so a settled worker would otherwise see it (and
+//!   pull) only a `lease_scan_interval` later.
 //!
 //! At steady state (10 workers, 1,000 shards) that is one listing of the
 //! leases per worker per minute plus ten heartbeats per worker per scan

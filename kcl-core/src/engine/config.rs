@@ -57,6 +57,9 @@ pub struct WorkerConfig {
     /// (at least `scan_interval`). Default 60 s. It bounds how long a
     /// lease that a live owner stopped renewing, or one a peer's shard
     /// sync created, waits to be seen; crashes are seen from heartbeats.
+    /// In [`BalanceMode::Throughput`] the taker lists at least every
+    /// `take_interval` as well: a load shift shows only in the leases'
+    /// recorded figures, never in a heartbeat.
     pub lease_scan_interval: Duration,
     /// How long a requested hand-off may take before the requester takes
     /// the lease by force. Default 30 s plus one lease duration (Java's);

@@ -36,7 +36,7 @@ use super::consumer::{Consumer, ConsumerContext, Control, Outcome};
 use super::executor::{Executed, execute};
 use super::renewer::{Round, beat, is_lost, renew_all};
 use super::taker::{self, Memory, Settings, View};
-use super::throughput::Meter;
+use super::throughput::{BalanceMode, Meter};
 use super::{metric, shard_sync};
 
 /// A held lease and its consumer.
@@ -95,7 +95,7 @@ impl<F: ProcessorFactory> Coordinator<F> {
         store: Arc<dyn LeaseStore>,
         me: WorkerId,
     ) -> Self {
-        let scans = LeaseScans::new(ctx.config.lease_scan_interval);
+        let scans = LeaseScans::new(lease_listing_every(&ctx.config));
         Coordinator {
             scans,
             workers: (Vec::new(), Instant::now()),
@@ -686,6 +686,19 @@ impl<F: ProcessorFactory> Coordinator<F> {
         {
             tracing::warn!("withdrawing the hand-off requests timed out");
         }
+    }
+}
+
+/// The slow lease-listing cadence. In throughput mode it is at most the
+/// balancing interval: a load shift changes only the leases' recorded
+/// figures, which no heartbeat shows, so a settled worker on the slow
+/// cadence would not see it (nor pull) until `lease_scan_interval`. Count
+/// mode keeps the slow cadence: a lease count changes only through takes,
+/// hand-offs and endings, which already trigger a listing.
+fn lease_listing_every(config: &WorkerConfig) -> Duration {
+    match config.balance_mode {
+        BalanceMode::Throughput(_) => config.lease_scan_interval.min(config.take_interval),
+        BalanceMode::Count => config.lease_scan_interval,
     }
 }
 

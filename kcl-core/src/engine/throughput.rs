@@ -59,6 +59,12 @@ pub enum BalanceMode {
 /// Count bound: a worker that holds nothing while a peer holds two or more
 /// leases asks that peer for its lightest lease, whatever the figures (so
 /// a fresh fleet with no figures, or an idle stream, still spreads).
+///
+/// Store cost: the figures travel in the leases, not the heartbeats, so in
+/// this mode each worker lists every lease at least once per
+/// `take_interval` (default 5 s) rather than once per
+/// `lease_scan_interval` (default 60 s) at steady state; a longer
+/// `take_interval` lowers the cost and slows the response to a load shift.
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct ThroughputBalance {
