@@ -7,8 +7,11 @@
 //! `stream` (`account:name:epoch`) beside `shard` (the raw shard id), so
 //! `shardId-000000000000` of two streams are two series; a single-stream
 //! worker's series have no `stream` label, as before. The Kinesis readers'
-//! own per-shard metrics (`kcl_kinesis_*`, `kcl_fanout_*`) are recorded by
-//! each stream's source with its raw shard id only.
+//! own per-shard metrics (`kcl_kinesis_get_records_seconds`,
+//! `kcl_fanout_*`) always carry `stream` beside the raw `shard` id: the
+//! stream's identifier (`account:name:epoch`, the engine's value) once its
+//! source was asked `KinesisSource::stream_identifier` (as a multi-stream
+//! application does to configure the stream), else the stream's name.
 //!
 //! | metric | kind | labels | Java KCL |
 //! |---|---|---|---|
@@ -23,12 +26,12 @@
 //! | `kcl_processor_errors_total` | counter | `shard` | — (processor errors) |
 //! | `kcl_processor_panics_total` | counter | `shard` | — |
 //! | `kcl_shard_backoffs_total` | counter | `shard` | — |
-//! | `kcl_kinesis_get_records_seconds` | histogram (s) | `shard` | GetRecords.Time (one API call) |
+//! | `kcl_kinesis_get_records_seconds` | histogram (s) | `shard`, `stream` | GetRecords.Time (one API call) |
 //! | `kcl_kinesis_retries_total` | counter | `operation` | — |
 //! | `kcl_kinesis_expired_iterators_total` | counter | — | — |
-//! | `kcl_fanout_subscriptions_total` | counter | `shard` | — |
-//! | `kcl_fanout_resubscriptions_total` | counter | `shard`, `reason` | resubscriptions |
-//! | `kcl_fanout_stalls_total` | counter | `shard`, `phase` | — |
+//! | `kcl_fanout_subscriptions_total` | counter | `shard`, `stream` | — |
+//! | `kcl_fanout_resubscriptions_total` | counter | `shard`, `stream`, `reason` | resubscriptions |
+//! | `kcl_fanout_stalls_total` | counter | `shard`, `stream`, `phase` | — |
 //! | `kcl_kpl_invalid_aggregates_total` | counter | — | — |
 //! | `kcl_kpl_out_of_range_aggregates_total` | counter | — | — |
 //!
@@ -73,18 +76,18 @@ pub const PROCESSOR_PANICS: &str = "kcl_processor_panics_total";
 /// off before this worker takes it again (`shard`).
 pub const SHARD_BACKOFFS: &str = "kcl_shard_backoffs_total";
 /// Histogram: seconds one Kinesis `GetRecords` call took, its retries
-/// included (`shard`).
+/// included (`shard`, `stream`).
 pub const KINESIS_GET_RECORDS_SECONDS: &str = "kcl_kinesis_get_records_seconds";
 /// Counter: Kinesis calls retried after a transient failure (`operation`).
 pub const KINESIS_RETRIES: &str = "kcl_kinesis_retries_total";
 /// Counter: shard iterators that expired and were re-sought.
 pub const KINESIS_EXPIRED_ITERATORS: &str = "kcl_kinesis_expired_iterators_total";
-/// Counter: enhanced fan-out subscriptions opened (`shard`).
+/// Counter: enhanced fan-out subscriptions opened (`shard`, `stream`).
 pub const FANOUT_SUBSCRIPTIONS: &str = "kcl_fanout_subscriptions_total";
-/// Counter: fan-out subscriptions replaced (`shard`, `reason`).
+/// Counter: fan-out subscriptions replaced (`shard`, `stream`, `reason`).
 pub const FANOUT_RESUBSCRIPTIONS: &str = "kcl_fanout_resubscriptions_total";
 /// Counter: fan-out subscribes or streams that went quiet past their bound
-/// (`shard`, `phase`).
+/// (`shard`, `stream`, `phase`).
 pub const FANOUT_STALLS: &str = "kcl_fanout_stalls_total";
 /// Counter: records that looked like KPL aggregates but failed a check
 /// (delivered as plain records).

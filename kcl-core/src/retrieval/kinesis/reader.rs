@@ -35,6 +35,8 @@ const MAX_CONSECUTIVE_EXPIRIES: u32 = 5;
 pub struct PollingReader {
     source: Arc<SourceInner>,
     shard_id: ShardId,
+    /// The metrics' `stream` label (see [`SourceInner::metric_stream`]).
+    stream_label: String,
     opened_at: StartingPosition,
     iterator: Option<String>,
     last_delivered: Option<SequenceNumber>,
@@ -63,6 +65,7 @@ impl PollingReader {
     ) -> Result<Self> {
         let iterator = source.shard_iterator(&shard_id, &from).await?;
         Ok(PollingReader {
+            stream_label: source.metric_stream(),
             source,
             shard_id,
             opened_at: from,
@@ -105,7 +108,7 @@ impl PollingReader {
                         .send()
                 })
                 .await;
-            metrics::histogram!(crate::engine::metric::KINESIS_GET_RECORDS_SECONDS, "shard" => self.shard_id.to_string())
+            metrics::histogram!(crate::engine::metric::KINESIS_GET_RECORDS_SECONDS, "shard" => self.shard_id.to_string(), "stream" => self.stream_label.clone())
                 .record(started.elapsed().as_secs_f64());
             match result {
                 Ok(out) => return Ok(out),

@@ -1,7 +1,7 @@
 //! [`KinesisSource`]: `ListShards` and `GetShardIterator` on `aws-sdk-kinesis`.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use aws_sdk_kinesis::Client;
@@ -32,6 +32,9 @@ pub(crate) struct SourceInner {
     pub(crate) client: Client,
     pub(crate) stream: StreamRef,
     pub(crate) settings: PollingSettings,
+    /// The stream's identifier, once [`KinesisSource::stream_identifier`]
+    /// found it: the readers' `stream` metric label.
+    identifier: OnceLock<String>,
 }
 
 impl std::fmt::Debug for SourceInner {
@@ -55,6 +58,7 @@ impl KinesisSource {
                 client,
                 stream,
                 settings,
+                identifier: OnceLock::new(),
             }),
         }
     }
@@ -105,11 +109,30 @@ impl KinesisSource {
                 ),
             )
         })?;
-        StreamIdentifier::new(arn.account_id(), summary.stream_name(), epoch)
+        let id = StreamIdentifier::new(arn.account_id(), summary.stream_name(), epoch)?;
+        let _ = inner.identifier.set(id.to_string());
+        Ok(id)
     }
 }
 
 impl SourceInner {
+    /// The `stream` label of the readers' per-shard metrics: the stream's
+    /// identifier (`account:name:epoch`, as the engine labels a
+    /// multi-stream lease's metrics) once
+    /// [`KinesisSource::stream_identifier`] was asked, else the stream's
+    /// name (from an ARN, its name part).
+    pub(crate) fn metric_stream(&self) -> String {
+        if let Some(id) = self.identifier.get() {
+            return id.clone();
+        }
+        match &self.stream {
+            StreamRef::Name(name) => name.clone(),
+            StreamRef::Arn(arn) => {
+                StreamArn::parse(arn).map_or_else(|_| arn.clone(), |a| a.stream_name().to_string())
+            }
+        }
+    }
+
     /// Run `call` with exponential backoff and jitter while it fails with a
     /// throttle or a transient error, up to `max_retries` retries.
     pub(crate) async fn retrying<T, E, R, F, Fut>(

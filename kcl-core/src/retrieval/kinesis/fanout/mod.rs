@@ -33,7 +33,8 @@
 //! KPL aggregates are de-aggregated by the engine, as for polling; the
 //! `millis_behind_latest` of each batch is the event's.
 //!
-//! Metrics (label `shard`): `kcl_fanout_subscriptions_total`,
+//! Metrics (labels `shard` and `stream`, as the polling reader's, see
+//! [`crate::engine::metric`]): `kcl_fanout_subscriptions_total`,
 //! `kcl_fanout_resubscriptions_total` (label `reason`: `ended`,
 //! `stalled`, `broken`), `kcl_fanout_stalls_total` (label `phase`:
 //! `subscribe` or `stream`).

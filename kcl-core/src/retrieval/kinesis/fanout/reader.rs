@@ -59,6 +59,9 @@ type Events = EventReceiver<SubscribeToShardEventStream, SubscribeToShardEventSt
 pub struct FanOutReader {
     source: Arc<FanOutInner>,
     shard_id: ShardId,
+    /// The metrics' `stream` label (the polling source's
+    /// `metric_stream`).
+    stream_label: String,
     opened_at: StartingPosition,
     last_delivered: Option<SequenceNumber>,
     continuation: Option<SequenceNumber>,
@@ -118,6 +121,7 @@ impl FanOutReader {
         let first_closed_check =
             tokio::time::Instant::now() + source.settings.closed_check_interval;
         let mut reader = FanOutReader {
+            stream_label: source.polling.metric_stream(),
             source,
             shard_id,
             opened_at: from,
@@ -177,7 +181,7 @@ impl FanOutReader {
             );
             match tokio::time::timeout(settings.subscribe_timeout, request).await {
                 Ok(Ok(out)) => {
-                    metrics::counter!(metric::SUBSCRIPTIONS, "shard" => self.shard_id.to_string())
+                    metrics::counter!(metric::SUBSCRIPTIONS, "shard" => self.shard_id.to_string(), "stream" => self.stream_label.clone())
                         .increment(1);
                     tracing::debug!(shard_id = %self.shard_id, ?from, "subscribed");
                     self.events = Some(out.event_stream);
@@ -198,7 +202,7 @@ impl FanOutReader {
                         timeout = ?settings.subscribe_timeout,
                         "SubscribeToShard did not answer in time; retrying"
                     );
-                    metrics::counter!(metric::STALLS, "shard" => self.shard_id.to_string(), "phase" => "subscribe")
+                    metrics::counter!(metric::STALLS, "shard" => self.shard_id.to_string(), "stream" => self.stream_label.clone(), "phase" => "subscribe")
                         .increment(1);
                     let timeout = settings.subscribe_timeout;
                     self.failed(|| Error::Unavailable {
@@ -217,7 +221,7 @@ impl FanOutReader {
     /// Drop the subscription and note why; the next loop resubscribes.
     fn renew(&mut self, why: Renewal) {
         self.events = None;
-        metrics::counter!(metric::RESUBSCRIPTIONS, "shard" => self.shard_id.to_string(), "reason" => why.as_str())
+        metrics::counter!(metric::RESUBSCRIPTIONS, "shard" => self.shard_id.to_string(), "stream" => self.stream_label.clone(), "reason" => why.as_str())
             .increment(1);
     }
 
@@ -382,7 +386,7 @@ impl ShardReader for FanOutReader {
                         continuation = ?self.continuation,
                         "no event on the subscription within the watchdog bound; resubscribing"
                     );
-                    metrics::counter!(metric::STALLS, "shard" => self.shard_id.to_string(), "phase" => "stream")
+                    metrics::counter!(metric::STALLS, "shard" => self.shard_id.to_string(), "stream" => self.stream_label.clone(), "phase" => "stream")
                         .increment(1);
                     self.renew(Renewal::Stalled);
                     let shard_id = self.shard_id.clone();
