@@ -8,17 +8,16 @@
 //! the embedded `ferrokinesis`; one test, as the debugging recorder is
 //! global.
 
-#[path = "kinesis_embedded/mod.rs"]
-mod embedded;
-#[path = "kinesis_support/mod.rs"]
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use kcl_core::ShardId;
 use kcl_core::engine::metric;
+use kcl_core::retrieval::kinesis::{FanOutSource, KinesisSource};
 use kcl_core::retrieval::{ShardSource, StartingPosition};
+use kcl_core::testkit::kinesis::{
+    EmbeddedKinesis, client, create_stream, fast_options, put, unique_stream,
+};
 use metrics_util::debugging::{DebuggingRecorder, Snapshotter};
 
 /// The `stream` label of every series of `name` whose `shard` is `shard`
@@ -45,8 +44,39 @@ async fn read_three(source: &dyn ShardSource, shard: &ShardId) {
         .open_reader(shard, StartingPosition::TrimHorizon)
         .await
         .expect("open reader");
-    let (records, _) = support::drain(reader.as_mut(), 3, Duration::from_secs(20)).await;
-    assert_eq!(records.len(), 3);
+    let mut records = 0;
+    while records < 3 {
+        let batch = tokio::time::timeout(Duration::from_secs(20), reader.next_batch())
+            .await
+            .expect("three records within 20 s")
+            .expect("next_batch");
+        records += batch.records.len();
+    }
+    assert_eq!(records, 3);
+}
+
+/// A polling source on `stream`, with fast test settings.
+async fn source(endpoint: &str, stream: &str) -> KinesisSource {
+    KinesisSource::builder()
+        .stream(stream)
+        .client(client(endpoint))
+        .min_call_interval(Duration::ZERO)
+        .idle_time(Duration::from_millis(20))
+        .build()
+        .await
+        .expect("source")
+}
+
+/// An enhanced fan-out source through a freshly registered consumer.
+async fn fan_out(polling: KinesisSource) -> FanOutSource {
+    polling
+        .fan_out()
+        .application(unique_stream("app"))
+        .describe_interval(Duration::from_millis(50))
+        .retry_delays(Duration::from_millis(20), Duration::from_millis(500))
+        .build()
+        .await
+        .expect("fan-out source")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -54,26 +84,23 @@ async fn reader_metrics_carry_the_stream_so_equal_shard_ids_of_two_streams_are_t
     let debugging = DebuggingRecorder::new();
     let snapshotter = debugging.snapshotter();
     debugging.install().unwrap();
-    let server = embedded::start(embedded::fast_options())
+    let server = EmbeddedKinesis::start(fast_options())
         .await
         .expect("start ferrokinesis");
-    let client = support::client(&server.endpoint);
-    let (a, b) = (
-        support::unique_stream("metrics-a"),
-        support::unique_stream("metrics-b"),
-    );
+    let client = client(&server.endpoint);
+    let (a, b) = (unique_stream("metrics-a"), unique_stream("metrics-b"));
     for stream in [&a, &b] {
-        support::create_stream(&client, stream, 1).await;
-        support::put(&client, stream, "r", 3).await;
+        create_stream(&client, stream, 1).await;
+        put(&client, stream, "r", 3).await;
     }
     let shard = ShardId::new("shardId-000000000000").unwrap();
 
     // Polling. Stream a's source knows its identifier (a multi-stream
     // application asks for it to build the stream's config), b's only its
     // name.
-    let source_a = support::source(&server.endpoint, &a).await;
+    let source_a = source(&server.endpoint, &a).await;
     let id_a = source_a.stream_identifier().await.expect("identifier");
-    let source_b = support::source(&server.endpoint, &b).await;
+    let source_b = source(&server.endpoint, &b).await;
     read_three(&source_a, &shard).await;
     read_three(&source_b, &shard).await;
     let polled = streams_of(
@@ -89,8 +116,8 @@ async fn reader_metrics_carry_the_stream_so_equal_shard_ids_of_two_streams_are_t
 
     // Enhanced fan-out: the same through each stream's subscription.
     for source in [
-        support::fan_out(support::source(&server.endpoint, &a).await).await,
-        support::fan_out(support::source(&server.endpoint, &b).await).await,
+        fan_out(source(&server.endpoint, &a).await).await,
+        fan_out(source(&server.endpoint, &b).await).await,
     ] {
         read_three(&source, &shard).await;
     }
