@@ -2,3 +2,6 @@
 //! its figure as a ratio against a baseline measured in the same run. Run
 //! one with `cargo run --release -p kcl-benches --bin <name>`, all with
 //! `scripts/bench-all.sh`; figures are collected in BENCHMARKS.md.
+
+pub mod process;
+pub mod stores;

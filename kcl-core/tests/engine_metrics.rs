@@ -46,6 +46,7 @@ async fn records_leases_and_latencies_are_measured() {
     let mut taken = 0;
     let mut get_records = 0;
     let mut checkpoints = 0;
+    let mut plans = 0;
     for (key, _, description, value) in &snapshot {
         let name = key.key().name();
         assert!(
@@ -77,11 +78,18 @@ async fn records_leases_and_latencies_are_measured() {
             (n, DebugValue::Histogram(h)) if n == metric::CHECKPOINT_SECONDS => {
                 checkpoints += h.len()
             }
+            (n, DebugValue::Histogram(h)) if n == metric::LEASE_TAKER_PLAN_SECONDS => {
+                assert!(
+                    labels.iter().any(|l| l.0 == "worker" && l.1 == "m"),
+                    "per-worker label: {labels:?}"
+                );
+                plans += h.len()
+            }
             _ => {}
         }
     }
     println!(
-        "metrics: processed {processed}, shards {shards_seen:?}, current leases {current_leases:?}, taken {taken}, get_records samples {get_records}, checkpoint samples {checkpoints}"
+        "metrics: processed {processed}, shards {shards_seen:?}, current leases {current_leases:?}, taken {taken}, get_records samples {get_records}, checkpoint samples {checkpoints}, taker plans {plans}"
     );
     assert_eq!(processed, 300);
     assert_eq!(shards_seen.len(), 3, "per-shard label");
@@ -89,6 +97,7 @@ async fn records_leases_and_latencies_are_measured() {
     assert_eq!(taken, 3);
     assert!(get_records >= 3);
     assert!(checkpoints >= 3);
+    assert!(plans >= 1, "every taker round's planning is timed");
 
     // A lease lost (an admin reset fences the owner) counts once, however
     // many parts of the worker noticed (issue 11, path 13).

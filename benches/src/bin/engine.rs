@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
+use kcl_benches::process::cpu as process_cpu;
 use kcl_core::retrieval::{ShardSource, StartingPosition};
 use kcl_core::testkit::FakeStream;
 use kcl_core::testkit::engine::{Event, PausableLeaseStore, Recorder};
@@ -64,27 +65,6 @@ enum Side {
     Both,
     Direct,
     Engine,
-}
-
-/// CPU time of every thread of this process so far, from
-/// `/proc/self/task/*/schedstat` (nanoseconds on the CPU; Linux), or zero
-/// where the kernel does not say.
-fn process_cpu() -> Duration {
-    let mut ns = 0u64;
-    for task in std::fs::read_dir("/proc/self/task")
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        if let Ok(text) = std::fs::read_to_string(task.path().join("schedstat")) {
-            ns += text
-                .split_whitespace()
-                .next()
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0);
-        }
-    }
-    Duration::from_nanos(ns)
 }
 
 /// Wall and CPU time of one drain.

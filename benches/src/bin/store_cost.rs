@@ -24,7 +24,6 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use clap::Parser;
 use kcl_core::testkit::FakeStream;
-use kcl_core::testkit::conformance::random_application;
 use kcl_core::{
     ExtendedSequenceNumber as Esn, Lease, LeaseStore, PendingCheckpoint, Result, ShardId, Worker,
     WorkerHeartbeat, WorkerId,
@@ -152,60 +151,6 @@ impl LeaseStore for Counting {
     }
 }
 
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
-}
-
-async fn stores() -> Vec<(&'static str, Arc<dyn LeaseStore>)> {
-    let app = || random_application().as_str().to_string();
-    let mut out: Vec<(&'static str, Arc<dyn LeaseStore>)> = vec![(
-        "memory",
-        Arc::new(
-            kcl_store_memory::MemoryStore::builder()
-                .application(app())
-                .build()
-                .unwrap(),
-        ),
-    )];
-    if let Some(url) = env("KCL_TEST_REDIS_URL") {
-        let store = kcl_store_redis::RedisStore::builder()
-            .url(url)
-            .application(app())
-            .build()
-            .await
-            .expect("redis");
-        out.push(("redis", Arc::new(store)));
-    }
-    if let Some(url) = env("KCL_TEST_POSTGRES_URL") {
-        let schema = format!("kcl_bench_{}", &app()[9..]);
-        let store = kcl_store_postgres::PostgresStore::builder()
-            .url(url)
-            .schema(schema)
-            .application(app())
-            .build()
-            .await
-            .expect("postgres");
-        out.push(("postgres", Arc::new(store)));
-    }
-    if let Some(endpoint) = env("KCL_TEST_DYNAMO_ENDPOINT") {
-        use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
-        let config = aws_sdk_dynamodb::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .endpoint_url(endpoint)
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new("bench", "bench", None, None, "kcl-bench"))
-            .build();
-        let store = kcl_store_dynamo::DynamoStore::builder()
-            .application(app())
-            .client(aws_sdk_dynamodb::Client::from_conf(config))
-            .build()
-            .await
-            .expect("dynamodb");
-        out.push(("dynamodb", Arc::new(store)));
-    }
-    out
-}
-
 #[derive(Parser, Debug)]
 struct Args {
     /// Shards in the idle stream.
@@ -297,13 +242,11 @@ async fn main() {
     let wanted: Option<Vec<String>> = args
         .stores
         .map(|s| s.split(',').map(str::to_string).collect());
-    for (name, store) in stores().await {
-        if wanted
-            .as_ref()
-            .is_some_and(|w| !w.iter().any(|n| n == name))
-        {
-            continue;
-        }
+    let stores = kcl_benches::stores::from_env(|name| {
+        wanted.as_ref().is_none_or(|w| w.iter().any(|n| n == name))
+    })
+    .await;
+    for (name, store) in stores {
         let counting = Arc::new(Counting::new(store));
         let stream = FakeStream::new(shards);
         let cancel = CancellationToken::new();

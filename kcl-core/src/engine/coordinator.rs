@@ -425,8 +425,19 @@ impl<F: ProcessorFactory> Coordinator<F> {
     }
 
     /// Plan a taker round from a listing; also tells consumers whose lease
-    /// the listing shows as no longer theirs.
+    /// the listing shows as no longer theirs. Its time goes to
+    /// [`metric::LEASE_TAKER_PLAN_SECONDS`].
     fn plan(&mut self, leases: &[Lease]) -> taker::Plan {
+        // The wall clock, not tokio's (paused in tests): this is CPU work.
+        let started = std::time::Instant::now();
+        let plan = self.plan_round(leases);
+        metrics::histogram!(metric::LEASE_TAKER_PLAN_SECONDS, "worker" => self.me.to_string())
+            .record(started.elapsed().as_secs_f64());
+        plan
+    }
+
+    /// [`plan`](Self::plan), untimed.
+    fn plan_round(&mut self, leases: &[Lease]) -> taker::Plan {
         let listed: HashMap<&ShardId, &Lease> = leases.iter().map(|l| (&l.shard_id, l)).collect();
         for (shard_id, held) in &self.held {
             let ours = listed

@@ -21,6 +21,7 @@
 //! | `kcl_leases_taken_total` | counter | `worker` | TakenLeases |
 //! | `kcl_leases_lost_total` | counter | `worker` | LostLeases |
 //! | `kcl_handoffs_requested_total` | counter | `worker` | — |
+//! | `kcl_lease_taker_plan_seconds` | histogram (s) | `worker` | — (TakeLeases time, planning only) |
 //! | `kcl_get_records_seconds` | histogram (s) | `shard` | GetRecords.Time |
 //! | `kcl_checkpoint_seconds` | histogram (s) | `shard` | Checkpoint time |
 //! | `kcl_processor_errors_total` | counter | `shard` | — (processor errors) |
@@ -63,6 +64,10 @@ pub const LEASES_TAKEN: &str = "kcl_leases_taken_total";
 pub const LEASES_LOST: &str = "kcl_leases_lost_total";
 /// Counter: hand-offs this worker asked for while balancing (`worker`).
 pub const HANDOFFS_REQUESTED: &str = "kcl_handoffs_requested_total";
+/// Histogram: seconds (on the CPU, no store call in it) one taker round
+/// spent planning from a lease listing: what to take, ask for, force and
+/// delete, and which consumers lost their lease (`worker`).
+pub const LEASE_TAKER_PLAN_SECONDS: &str = "kcl_lease_taker_plan_seconds";
 /// Histogram: seconds one read from the shard took, waits between polls
 /// included (`shard`).
 pub const GET_RECORDS_SECONDS: &str = "kcl_get_records_seconds";
@@ -127,6 +132,11 @@ pub fn describe() {
         HANDOFFS_REQUESTED,
         Unit::Count,
         "Hand-offs this worker asked for while balancing."
+    );
+    describe_histogram!(
+        LEASE_TAKER_PLAN_SECONDS,
+        Unit::Seconds,
+        "Time one lease taker round spent planning from a lease listing (no store calls)."
     );
     describe_histogram!(
         GET_RECORDS_SECONDS,
