@@ -33,6 +33,7 @@ fi
 # Smoke-run arguments: small enough for seconds in a debug build.
 smoke_args() {
     case "$1" in
+    balance) echo --steady-s 2 --limit-s 15 ;;
     dynamo_checkpoint) echo 20 ;;
     engine) echo --records 2000 --rounds 1 --lease-ms 500 ;;
     fanout) echo --seconds 2 --rate 50 --subscriptions 10 ;;
@@ -40,6 +41,7 @@ smoke_args() {
     kpl_deaggregate) echo 0.1 ;;
     multilang) echo 1000 ;;
     postgres_checkpoint | redis_checkpoint) echo 0.5 ;;
+    scale) echo --shards 200 --workers 4 --baseline-shards 20 --single-shards 100 --server-shards 100 --lease-ms 2000 --settle 1 --timeout 120 ;;
     startup) echo --rounds 1 ;;
     store_cost) echo --shards 20 --workers 2 --window 5 --settle 1 ;;
     *)
