@@ -3,5 +3,6 @@
 //! one with `cargo run --release -p kcl-benches --bin <name>`, all with
 //! `scripts/bench-all.sh`; figures are collected in BENCHMARKS.md.
 
+pub mod counting;
 pub mod process;
 pub mod stores;

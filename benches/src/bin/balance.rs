@@ -28,18 +28,14 @@
 //! Run: `cargo run --release -p kcl-benches --bin balance [-- --lease-ms 2000 --steady-s 20]`
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use clap::{Parser, ValueEnum};
+use kcl_benches::counting::Counting;
 use kcl_core::testkit::engine::Recorder;
 use kcl_core::testkit::{FakeRecord, FakeStream};
-use kcl_core::{
-    BalanceMode, ExtendedSequenceNumber as Esn, Lease, LeaseStore, PendingCheckpoint, Result,
-    ShardId, ThroughputBalance, Worker, WorkerHeartbeat, WorkerId,
-};
+use kcl_core::{BalanceMode, LeaseStore, ShardId, ThroughputBalance, Worker};
 use kcl_store_memory::MemoryStore;
 use tokio_util::sync::CancellationToken;
 
@@ -98,69 +94,6 @@ enum Modes {
     Both,
     Throughput,
     Count,
-}
-
-/// Counts the lease listings of the worker it is given to.
-#[derive(Debug)]
-struct Counting {
-    inner: Arc<dyn LeaseStore>,
-    listings: AtomicU64,
-}
-
-#[async_trait]
-impl LeaseStore for Counting {
-    async fn create_lease_if_absent(&self, lease: &Lease) -> Result<bool> {
-        self.inner.create_lease_if_absent(lease).await
-    }
-    async fn get_lease(&self, shard_id: &ShardId) -> Result<Option<Lease>> {
-        self.inner.get_lease(shard_id).await
-    }
-    async fn list_leases(&self) -> Result<Vec<Lease>> {
-        self.listings.fetch_add(1, Ordering::Relaxed);
-        self.inner.list_leases().await
-    }
-    async fn take_lease(&self, observed: &Lease, new_owner: &WorkerId) -> Result<Lease> {
-        self.inner.take_lease(observed, new_owner).await
-    }
-    async fn renew_lease(&self, held: &Lease) -> Result<Lease> {
-        self.inner.renew_lease(held).await
-    }
-    async fn release_lease(&self, held: &Lease, to: Option<&WorkerId>) -> Result<()> {
-        self.inner.release_lease(held, to).await
-    }
-    async fn request_handoff(&self, observed: &Lease, to: &WorkerId) -> Result<()> {
-        self.inner.request_handoff(observed, to).await
-    }
-    async fn update_checkpoint(&self, held: &Lease, checkpoint: &Esn) -> Result<()> {
-        self.inner.update_checkpoint(held, checkpoint).await
-    }
-    async fn prepare_checkpoint(&self, held: &Lease, pending: &PendingCheckpoint) -> Result<()> {
-        self.inner.prepare_checkpoint(held, pending).await
-    }
-    async fn update_child_shard_ids(&self, held: &Lease, children: &[ShardId]) -> Result<()> {
-        self.inner.update_child_shard_ids(held, children).await
-    }
-    async fn pin_start(&self, held: &Lease, at: std::time::SystemTime) -> Result<()> {
-        self.inner.pin_start(held, at).await
-    }
-    async fn withdraw_handoff(&self, observed: &Lease, requester: &WorkerId) -> Result<()> {
-        self.inner.withdraw_handoff(observed, requester).await
-    }
-    async fn delete_lease(&self, shard_id: &ShardId) -> Result<()> {
-        self.inner.delete_lease(shard_id).await
-    }
-    async fn reset_checkpoint(&self, shard_id: &ShardId, checkpoint: &Esn) -> Result<()> {
-        self.inner.reset_checkpoint(shard_id, checkpoint).await
-    }
-    async fn heartbeat(&self, worker: &WorkerId) -> Result<()> {
-        self.inner.heartbeat(worker).await
-    }
-    async fn list_workers(&self) -> Result<Vec<WorkerHeartbeat>> {
-        self.inner.list_workers().await
-    }
-    async fn remove_worker(&self, worker: &WorkerId) -> Result<()> {
-        self.inner.remove_worker(worker).await
-    }
 }
 
 /// The load: which shards are hot, and how many records each kind gets
@@ -388,10 +321,7 @@ async fn run(args: &Args, mode: BalanceMode) -> Figures {
     let mut running = Vec::new();
     for n in 0..args.workers {
         let id = format!("w{n}");
-        let counting = Arc::new(Counting {
-            inner: store.clone(),
-            listings: AtomicU64::new(0),
-        });
+        let counting = Arc::new(Counting::new(store.clone()));
         counters.push(counting.clone());
         let worker = Worker::builder()
             .worker_id(id.as_str())
@@ -417,12 +347,7 @@ async fn run(args: &Args, mode: BalanceMode) -> Figures {
     );
     // Let a hand-off still under way finish before watching.
     tokio::time::sleep(lease).await;
-    let listings = || -> u64 {
-        counters
-            .iter()
-            .map(|c| c.listings.load(Ordering::Relaxed))
-            .sum()
-    };
+    let listings = || -> u64 { counters.iter().map(|c| c.snapshot().lease_listings).sum() };
     let listed_before = listings();
     let moves_before = moves_over(&store, steady).await;
     let mut listed = listings() - listed_before;

@@ -18,138 +18,18 @@
 //! `cargo run --release -p kcl-benches --bin store_cost -- [--shards N] [--workers N] [--window S] [--stores memory,redis,...]`
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use clap::Parser;
+use kcl_benches::counting::Counting;
 use kcl_core::testkit::FakeStream;
-use kcl_core::{
-    ExtendedSequenceNumber as Esn, Lease, LeaseStore, PendingCheckpoint, Result, ShardId, Worker,
-    WorkerHeartbeat, WorkerId,
-};
+use kcl_core::{LeaseStore, Worker};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
 
 const LEASE: Duration = Duration::from_secs(10);
 /// Java KCL 2.x: one lease-table scan per worker every 20 s.
 const JAVA_SCAN_INTERVAL: f64 = 20.0;
-
-/// Counts reads and writes of the store it wraps.
-#[derive(Debug)]
-struct Counting {
-    inner: Arc<dyn LeaseStore>,
-    reads: AtomicU64,
-    read_calls: AtomicU64,
-    writes: AtomicU64,
-}
-
-/// Counts at one instant.
-#[derive(Clone, Copy, Debug, Default)]
-struct Counts {
-    reads: u64,
-    read_calls: u64,
-    writes: u64,
-}
-
-impl Counting {
-    fn new(inner: Arc<dyn LeaseStore>) -> Self {
-        Counting {
-            inner,
-            reads: AtomicU64::new(0),
-            read_calls: AtomicU64::new(0),
-            writes: AtomicU64::new(0),
-        }
-    }
-    fn write(&self) {
-        self.writes.fetch_add(1, Ordering::Relaxed);
-    }
-    fn read(&self, n: usize) {
-        self.reads.fetch_add(n as u64, Ordering::Relaxed);
-        self.read_calls.fetch_add(1, Ordering::Relaxed);
-    }
-    fn snapshot(&self) -> Counts {
-        Counts {
-            reads: self.reads.load(Ordering::Relaxed),
-            read_calls: self.read_calls.load(Ordering::Relaxed),
-            writes: self.writes.load(Ordering::Relaxed),
-        }
-    }
-}
-
-#[async_trait]
-impl LeaseStore for Counting {
-    async fn create_lease_if_absent(&self, lease: &Lease) -> Result<bool> {
-        self.write();
-        self.inner.create_lease_if_absent(lease).await
-    }
-    async fn get_lease(&self, shard_id: &ShardId) -> Result<Option<Lease>> {
-        self.read(1);
-        self.inner.get_lease(shard_id).await
-    }
-    async fn list_leases(&self) -> Result<Vec<Lease>> {
-        let leases = self.inner.list_leases().await?;
-        self.read(leases.len().max(1));
-        Ok(leases)
-    }
-    async fn take_lease(&self, observed: &Lease, new_owner: &WorkerId) -> Result<Lease> {
-        self.write();
-        self.inner.take_lease(observed, new_owner).await
-    }
-    async fn renew_lease(&self, held: &Lease) -> Result<Lease> {
-        self.write();
-        self.inner.renew_lease(held).await
-    }
-    async fn release_lease(&self, held: &Lease, to: Option<&WorkerId>) -> Result<()> {
-        self.write();
-        self.inner.release_lease(held, to).await
-    }
-    async fn request_handoff(&self, observed: &Lease, to: &WorkerId) -> Result<()> {
-        self.write();
-        self.inner.request_handoff(observed, to).await
-    }
-    async fn update_checkpoint(&self, held: &Lease, checkpoint: &Esn) -> Result<()> {
-        self.write();
-        self.inner.update_checkpoint(held, checkpoint).await
-    }
-    async fn prepare_checkpoint(&self, held: &Lease, pending: &PendingCheckpoint) -> Result<()> {
-        self.write();
-        self.inner.prepare_checkpoint(held, pending).await
-    }
-    async fn update_child_shard_ids(&self, held: &Lease, children: &[ShardId]) -> Result<()> {
-        self.write();
-        self.inner.update_child_shard_ids(held, children).await
-    }
-    async fn pin_start(&self, held: &Lease, at: std::time::SystemTime) -> Result<()> {
-        self.write();
-        self.inner.pin_start(held, at).await
-    }
-    async fn withdraw_handoff(&self, observed: &Lease, requester: &WorkerId) -> Result<()> {
-        self.write();
-        self.inner.withdraw_handoff(observed, requester).await
-    }
-    async fn delete_lease(&self, shard_id: &ShardId) -> Result<()> {
-        self.write();
-        self.inner.delete_lease(shard_id).await
-    }
-    async fn reset_checkpoint(&self, shard_id: &ShardId, checkpoint: &Esn) -> Result<()> {
-        self.write();
-        self.inner.reset_checkpoint(shard_id, checkpoint).await
-    }
-    async fn heartbeat(&self, worker: &WorkerId) -> Result<()> {
-        self.write();
-        self.inner.heartbeat(worker).await
-    }
-    async fn list_workers(&self) -> Result<Vec<WorkerHeartbeat>> {
-        let workers = self.inner.list_workers().await?;
-        self.read(workers.len().max(1));
-        Ok(workers)
-    }
-    async fn remove_worker(&self, worker: &WorkerId) -> Result<()> {
-        self.write();
-        self.inner.remove_worker(worker).await
-    }
-}
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -264,13 +144,13 @@ async fn main() {
             tasks.push(tokio::spawn(worker.run(cancel.clone())));
         }
         loop {
-            if balanced(&loads(&*counting.inner).await, workers) {
+            if balanced(&loads(counting.inner()).await, workers) {
                 break;
             }
             if started.elapsed() > Duration::from_secs(600) {
                 println!(
                     "{name:>9}: not balanced after 10 minutes: {:?}",
-                    loads(&*counting.inner).await
+                    loads(counting.inner()).await
                 );
                 break;
             }
@@ -278,7 +158,7 @@ async fn main() {
                 println!(
                     "{:?}: {:?}",
                     started.elapsed(),
-                    loads(&*counting.inner).await
+                    loads(counting.inner()).await
                 );
             }
             // Listing 1,000 leases is itself load: not too often.
@@ -307,7 +187,7 @@ async fn main() {
         if name == "dynamodb" {
             // One full scan, priced by the store itself.
             let before = capacity(&handle);
-            let _ = counting.inner.list_leases().await;
+            let _ = counting.inner().list_leases().await;
             let scan_units = capacity(&handle).0 - before.0;
             let (read_units, write_units) = (u1.0 - u0.0, u1.1 - u0.1);
             let write_calls = (c1.writes - c0.writes).max(1) as f64;
@@ -330,7 +210,7 @@ async fn main() {
         let _ = victim.await;
         let killed = Instant::now();
         loop {
-            let loads = loads(&*counting.inner).await;
+            let loads = loads(counting.inner()).await;
             if !loads.contains_key(&Some("cost-0".to_string())) && !loads.contains_key(&None) {
                 break;
             }
