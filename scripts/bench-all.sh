@@ -39,7 +39,7 @@ smoke_args() {
     fanout) echo --seconds 2 --rate 50 --subscriptions 10 ;;
     kinesis_drain) echo --records 2000 ;;
     kpl_deaggregate) echo 0.1 ;;
-    multilang) echo 1000 ;;
+    multilang) echo 2000 ;;
     postgres_checkpoint | redis_checkpoint) echo 0.5 ;;
     scale) echo --shards 200 --workers 4 --baseline-shards 20 --single-shards 100 --server-shards 100 --lease-ms 2000 --settle 1 --timeout 120 ;;
     startup) echo --rounds 1 ;;

@@ -351,6 +351,14 @@ async fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(100_000);
+    // Timed from the first batch's checkpoint to the last's: two at least.
+    if records < 2 * BATCH {
+        eprintln!(
+            "multilang: at least {} records (two batches), not {records}",
+            2 * BATCH
+        );
+        std::process::exit(2);
+    }
     println!(
         "kcl multilang: {records} records of 100 bytes, batches of {BATCH}, a do-nothing child checkpointing every batch"
     );
@@ -362,8 +370,9 @@ async fn main() {
         "daemon memory per child: {per_child} KiB RSS ({running} shards, each with a running Rust child)"
     );
     for child in &kinds {
+        // kclpy is slower: a quarter as many, but two batches at least.
         let n = if child.name.starts_with("kclpy") {
-            records / 4
+            (records / 4).max(2 * BATCH)
         } else {
             records
         };
