@@ -40,25 +40,10 @@ use tokio_util::sync::CancellationToken;
 
 const BATCH: usize = 500;
 
-/// CPU time of this process so far (children excluded): the sum of its
-/// threads' run time from `/proc/self/task/*/schedstat` (nanoseconds; the
+/// CPU time of this process so far, in seconds (children excluded: the
 /// runtime's threads live for the whole run).
 fn cpu_seconds() -> f64 {
-    let mut ns = 0u64;
-    for task in std::fs::read_dir("/proc/self/task")
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        if let Ok(text) = std::fs::read_to_string(task.path().join("schedstat")) {
-            ns += text
-                .split_whitespace()
-                .next()
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0);
-        }
-    }
-    ns as f64 / 1e9
+    kcl_benches::process::cpu().as_secs_f64()
 }
 
 fn rss_kib() -> u64 {
