@@ -289,8 +289,11 @@ async fn fleet_drains_through_split_merge_and_stop(endpoint: &str, mode: Mode) {
 }
 
 /// LATEST: records put before the fleet took its leases are skipped;
-/// AT_TIMESTAMP: records from the time on are delivered.
-async fn initial_positions(endpoint: &str, mode: Mode) {
+/// AT_TIMESTAMP: records from the time on are delivered. `latest_workers`
+/// is how many workers the LATEST fleet runs: two, so a hand-off in the
+/// first rounds re-opens a lease at its pinned start, except where the
+/// emulator cannot serve that re-open (see `ferrokinesis_fan_out_initial_positions`).
+async fn initial_positions(endpoint: &str, mode: Mode, latest_workers: usize) {
     let stream = support::unique_stream("initial");
     let c = support::client(endpoint);
     support::create_stream(&c, &stream, 2).await;
@@ -304,8 +307,13 @@ async fn initial_positions(endpoint: &str, mode: Mode) {
     let at_source = fast_source(endpoint, &stream, mode, &support::unique_stream("t")).await;
 
     let mut latest = Fleet::new();
-    latest.start("l1", latest_source.clone(), InitialPosition::Latest);
-    latest.start("l2", latest_source, InitialPosition::Latest);
+    for n in 1..=latest_workers {
+        latest.start(
+            &format!("l{n}"),
+            latest_source.clone(),
+            InitialPosition::Latest,
+        );
+    }
     let mut at = Fleet::new();
     at.start("t1", at_source.clone(), InitialPosition::AtTimestamp(cut));
     at.start("t2", at_source, InitialPosition::AtTimestamp(cut));
@@ -417,7 +425,7 @@ async fn ferrokinesis_fleet_drains_through_split_merge_and_stop() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ferrokinesis_initial_positions() {
     let s = EmbeddedKinesis::start(fast_options()).await.unwrap();
-    initial_positions(&s.endpoint, Mode::Polling).await;
+    initial_positions(&s.endpoint, Mode::Polling, 2).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -433,7 +441,7 @@ async fn kinesis_mock_initial_positions() {
     let Some(endpoint) = server_from_env("KCL_TEST_KINESIS_ENDPOINT") else {
         return;
     };
-    initial_positions(&endpoint, Mode::Polling).await;
+    initial_positions(&endpoint, Mode::Polling, 2).await;
 }
 
 // The same fleet under enhanced fan-out.
@@ -447,7 +455,13 @@ async fn ferrokinesis_fan_out_fleet_drains_through_split_merge_and_stop() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ferrokinesis_fan_out_initial_positions() {
     let s = EmbeddedKinesis::start(fast_options()).await.unwrap();
-    initial_positions(&s.endpoint, Mode::FanOut).await;
+    // One LATEST worker: ferrokinesis 0.7 answers a SubscribeToShard at
+    // AT_TIMESTAMP past its newest record from the shard's first record
+    // (`found_seq.unwrap_or_else(|| shard_seq)`) where Kinesis starts at
+    // the tip, so a hand-off re-open at the pinned start before any new
+    // record replays the shard (CI saw the old and mid records). The
+    // two-worker re-open runs on kinesis-mock's fan-out and on polling.
+    initial_positions(&s.endpoint, Mode::FanOut, 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -463,7 +477,7 @@ async fn kinesis_mock_fan_out_initial_positions() {
     let Some(endpoint) = server_from_env("KCL_TEST_KINESIS_ENDPOINT") else {
         return;
     };
-    initial_positions(&endpoint, Mode::FanOut).await;
+    initial_positions(&endpoint, Mode::FanOut, 2).await;
 }
 
 /// KPL aggregates are de-aggregated the same way whichever reader
