@@ -34,12 +34,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_kinesis::Client;
-use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::StreamStatus;
 use clap::{Parser, ValueEnum};
 use kcl_core::retrieval::kinesis::KinesisSource;
 use kcl_core::retrieval::{ShardSource, StartingPosition};
+use kcl_core::testkit::kinesis::client;
 use kcl_core::testkit::kinesis::{EmbeddedKinesis, StoreOptions, fast_options};
 use kcl_core::{InitialPosition, LeaseStore, Worker};
 use kcl_store_memory::MemoryStore;
@@ -83,16 +83,6 @@ struct Args {
     /// Shards (subscriptions) held by one process.
     #[arg(long, default_value_t = 500)]
     subscriptions: i32,
-}
-
-fn client(endpoint: &str) -> Client {
-    let conf = aws_sdk_kinesis::config::Builder::new()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("bench", "bench", None, None, "bench"))
-        .endpoint_url(endpoint)
-        .build();
-    Client::from_conf(conf)
 }
 
 /// User + system CPU seconds of this process so far.

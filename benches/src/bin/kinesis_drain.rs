@@ -34,11 +34,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use aws_sdk_kinesis::Client;
-use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::{PutRecordsRequestEntry, ShardIteratorType, StreamStatus};
 use clap::{Parser, ValueEnum};
 use kcl_core::retrieval::kinesis::KinesisSource;
+use kcl_core::testkit::kinesis::client;
 use kcl_core::testkit::kinesis::{EmbeddedKinesis, fast_options};
 use kcl_core::{LeaseStore, Worker};
 use kcl_store_memory::MemoryStore;
@@ -72,16 +72,6 @@ struct Args {
     records: u64,
     #[arg(long, default_value_t = 100)]
     record_bytes: usize,
-}
-
-fn client(endpoint: &str) -> Client {
-    let conf = aws_sdk_kinesis::config::Builder::new()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("bench", "bench", None, None, "bench"))
-        .endpoint_url(endpoint)
-        .build();
-    Client::from_conf(conf)
 }
 
 /// (user + system CPU seconds, peak RSS bytes) of this process so far.

@@ -37,11 +37,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_sdk_kinesis::Client;
-use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::{PutRecordsRequestEntry, ShardIteratorType, StreamStatus};
 use clap::{Parser, ValueEnum};
 use kcl_core::retrieval::kinesis::KinesisSource;
+use kcl_core::testkit::kinesis::client;
 use kcl_core::testkit::kinesis::{EmbeddedKinesis, fast_options};
 use kcl_core::{LeaseStore, Worker};
 use kcl_store_memory::MemoryStore;
@@ -88,16 +88,6 @@ struct Args {
     /// Rounds of each consumer (the median is reported).
     #[arg(long, default_value_t = 5)]
     rounds: usize,
-}
-
-fn client(endpoint: &str) -> Client {
-    let conf = aws_sdk_kinesis::config::Builder::new()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("bench", "bench", None, None, "bench"))
-        .endpoint_url(endpoint)
-        .build();
-    Client::from_conf(conf)
 }
 
 /// Milliseconds since `t`.
