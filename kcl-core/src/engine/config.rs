@@ -47,11 +47,15 @@ pub struct WorkerConfig {
     /// How often the taker may ask busy workers to hand leases over
     /// (balancing). Default lease duration / 2.
     pub take_interval: Duration,
-    /// How often the taker reads the workers' heartbeats, and lists every
+    /// How often the taker reads the workers' heartbeats and lists every
     /// lease while something is changing (a worker joined, left or went
     /// quiet, leases are free or expired, a hand-off is under way).
-    /// Default 500 ms. Shorter means faster pick-up after a release or a
-    /// crash but one more `list_workers` per interval per worker.
+    /// Default 500 ms. Once nothing is changing the heartbeats are read
+    /// every `renew_interval` instead (when longer), and at the moment a
+    /// quiet worker's lease duration is up, so a crash is still seen
+    /// within a scan interval of it; a graceful leave or a join is seen
+    /// within a renew interval. Shorter means faster pick-up after a
+    /// release but one more `list_workers` per interval per worker.
     pub scan_interval: Duration,
     /// How often the taker lists every lease when nothing is changing
     /// (at least `scan_interval`). Default 60 s. It bounds how long a

@@ -4,7 +4,7 @@
 //! renew, scan and sync ticks; each store round trip runs as a future of
 //! its own, so a slow scan or sync never delays a renewal.
 //!
-//! Each scan tick reads the heartbeats; the leases are listed only when
+//! Scan ticks read the heartbeats and list the leases when
 //! [`LeaseScans`] says so (see [`cadence`](super::cadence)). Because peers
 //! may take this worker's leases once its heartbeat stops moving (see
 //! [`taker`]), the worker fences itself on its heartbeat as
@@ -95,7 +95,9 @@ impl<F: ProcessorFactory> Coordinator<F> {
         store: Arc<dyn LeaseStore>,
         me: WorkerId,
     ) -> Self {
-        let scans = LeaseScans::new(lease_listing_every(&ctx.config));
+        let config = &ctx.config;
+        let beats_every = config.renew_interval.max(config.scan_interval);
+        let scans = LeaseScans::new(lease_listing_every(config), beats_every);
         Coordinator {
             scans,
             workers: (Vec::new(), Instant::now()),
@@ -221,9 +223,6 @@ impl<F: ProcessorFactory> Coordinator<F> {
                 }
                 polled = maybe(&mut polling) => {
                     polling = None;
-                    if renewing.is_none() && beating.is_none() && self.beat_overdue() {
-                        beating = Some(self.beat_call());
-                    }
                     match polled {
                         Ok((workers, sent)) => {
                             self.memory.observe_workers(&workers, Instant::now());
@@ -262,7 +261,15 @@ impl<F: ProcessorFactory> Coordinator<F> {
                     self.apply_executed(executed);
                 }
                 _ = scan_tick.tick(), if polling.is_none() && scanning.is_none() && executing.is_none() && first_sync_done => {
-                    polling = Some(self.poll_call());
+                    if renewing.is_none() && beating.is_none() && self.beat_overdue() {
+                        beating = Some(self.beat_call());
+                    }
+                    let now = Instant::now();
+                    let next_death = self.memory.next_death(&self.settings(), &self.me, self.workers.1);
+                    if self.scans.beats_due(now, next_death) {
+                        self.scans.beats_read(now);
+                        polling = Some(self.poll_call());
+                    }
                 }
                 synced = maybe(&mut syncing) => {
                     syncing = None;

@@ -140,6 +140,24 @@ impl Memory {
         live
     }
 
+    /// The earliest instant after `read` (a heartbeat read's send time) at
+    /// which a read would find a worker other than `me` dead: its
+    /// counter's first sighting plus a lease duration. Workers already
+    /// dead as of `read` are not counted.
+    pub(crate) fn next_death(
+        &self,
+        settings: &Settings,
+        me: &WorkerId,
+        read: Instant,
+    ) -> Option<Instant> {
+        self.workers
+            .iter()
+            .filter(|(id, _)| *id != me)
+            .map(|(_, (_, since))| *since + settings.lease_duration)
+            .filter(|at| *at > read)
+            .min()
+    }
+
     /// Whether `worker` is listed with a heartbeat that has not moved for
     /// a lease duration as of a listing sent at `read`.
     fn dead(&self, settings: &Settings, worker: &WorkerId, read: Instant) -> bool {
