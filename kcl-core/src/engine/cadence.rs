@@ -32,10 +32,10 @@
 //!   pull) only a `lease_scan_interval` later.
 //!
 //! At steady state (10 workers, 1,000 shards) that is one listing of the
-//! leases per worker per minute plus ten heartbeats per worker per scan
-//! interval, below Java KCL 2.x's one listing per worker per 20 s (see
-//! `BENCHMARKS.md`), while a crashed worker's leases are still taken
-//! within about a lease duration plus a scan interval.
+//! leases per worker per minute plus one heartbeat read (ten items) per
+//! worker per renew interval, below Java KCL 2.x's one listing per worker
+//! per 20 s (see `BENCHMARKS.md`), while a crashed worker's leases are
+//! still taken within about a lease duration plus a scan interval.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
