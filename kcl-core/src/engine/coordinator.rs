@@ -232,7 +232,12 @@ impl<F: ProcessorFactory> Coordinator<F> {
                                 scanning = Some(self.list_call());
                             }
                         }
-                        Err(e) => tracing::warn!(error = %e, "reading the heartbeats failed"),
+                        Err(e) => {
+                            // Retried on the next scan tick, not a renew
+                            // interval later.
+                            self.scans.changed();
+                            tracing::warn!(error = %e, "reading the heartbeats failed");
+                        }
                     }
                 }
                 listing = maybe(&mut scanning) => {
