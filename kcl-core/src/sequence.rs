@@ -2,9 +2,11 @@
 
 use std::cmp::Ordering;
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::str::FromStr;
 use std::sync::Arc;
 
+use arrayvec::ArrayString;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
@@ -28,24 +30,64 @@ const MAX_DIGITS: usize = 129;
 /// assert!(real > ten);
 /// assert!("12a".parse::<SequenceNumber>().is_err());
 /// ```
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct SequenceNumber(Arc<str>);
+///
+/// Kinesis's 56-digit numbers are held inline: a clone is a copy, with no
+/// allocation and no reference count (every user record of a KPL aggregate
+/// carries its aggregate's number). Longer ones are shared.
+#[derive(Clone)]
+pub struct SequenceNumber(Digits);
+
+/// Numbers up to this many digits are held inline: Kinesis's are 56, and
+/// 56 makes the enum 64 bytes.
+const INLINE_DIGITS: usize = 56;
+
+#[derive(Clone)]
+enum Digits {
+    Inline(ArrayString<INLINE_DIGITS>),
+    Shared(Arc<str>),
+}
 
 impl SequenceNumber {
     /// The digits, normalized (no leading zeros; `"0"` for zero).
+    #[inline]
     pub fn as_str(&self) -> &str {
-        &self.0
+        match &self.0 {
+            Digits::Inline(digits) => digits,
+            Digits::Shared(digits) => digits,
+        }
+    }
+
+    /// From normalized digits.
+    fn from_digits(digits: &str) -> Self {
+        match ArrayString::from(digits) {
+            Ok(inline) => SequenceNumber(Digits::Inline(inline)),
+            Err(_) => SequenceNumber(Digits::Shared(Arc::from(digits))),
+        }
     }
 
     /// The value as a `u128`, when it fits (test streams and emulators).
     pub fn to_u128(&self) -> Option<u128> {
-        self.0.parse().ok()
+        self.as_str().parse().ok()
+    }
+}
+
+impl PartialEq for SequenceNumber {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for SequenceNumber {}
+
+impl Hash for SequenceNumber {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
     }
 }
 
 impl From<u128> for SequenceNumber {
     fn from(value: u128) -> Self {
-        SequenceNumber(value.to_string().into())
+        SequenceNumber::from_digits(&value.to_string())
     }
 }
 
@@ -60,16 +102,16 @@ impl FromStr for SequenceNumber {
         }
         let trimmed = s.trim_start_matches('0');
         let digits = if trimmed.is_empty() { "0" } else { trimmed };
-        Ok(SequenceNumber(digits.into()))
+        Ok(SequenceNumber::from_digits(digits))
     }
 }
 
 impl Ord for SequenceNumber {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.0
-            .len()
-            .cmp(&other.0.len())
-            .then_with(|| self.0.as_bytes().cmp(other.0.as_bytes()))
+        let (a, b) = (self.as_str(), other.as_str());
+        a.len()
+            .cmp(&b.len())
+            .then_with(|| a.as_bytes().cmp(b.as_bytes()))
     }
 }
 
@@ -81,19 +123,19 @@ impl PartialOrd for SequenceNumber {
 
 impl fmt::Display for SequenceNumber {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
 impl fmt::Debug for SequenceNumber {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SequenceNumber({})", self.0)
+        write!(f, "SequenceNumber({})", self.as_str())
     }
 }
 
 impl Serialize for SequenceNumber {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.0)
+        serializer.serialize_str(self.as_str())
     }
 }
 
@@ -229,6 +271,34 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
+    fn kinesis_length_numbers_are_inline_and_longer_ones_shared() {
+        use std::collections::hash_map::DefaultHasher;
+        let hash = |n: &SequenceNumber| {
+            let mut h = DefaultHasher::new();
+            n.hash(&mut h);
+            h.finish()
+        };
+        let kinesis = "49590338271490256608559692538361571095921575989136588898";
+        assert_eq!(kinesis.len(), INLINE_DIGITS);
+        let n: SequenceNumber = kinesis.parse().unwrap();
+        assert!(matches!(n.0, Digits::Inline(_)));
+        let longer: SequenceNumber = format!("{kinesis}7").parse().unwrap();
+        assert!(matches!(longer.0, Digits::Shared(_)));
+        let longest: SequenceNumber = "9".repeat(MAX_DIGITS).parse().unwrap();
+        assert_eq!(longest.as_str().len(), MAX_DIGITS);
+        assert!(n < longer && longer < longest);
+        // A clone of a shared number shares its digits.
+        assert_eq!(longer.clone().as_str().as_ptr(), longer.as_str().as_ptr());
+        // Equal numbers hash alike, whatever their leading zeros were.
+        let padded: SequenceNumber = format!("000{kinesis}").parse().unwrap();
+        assert_eq!(padded, n);
+        assert_eq!(hash(&padded), hash(&n));
+        assert_eq!(n.to_string(), kinesis);
+        assert_eq!(format!("{longer:?}"), format!("SequenceNumber({kinesis}7)"));
+        assert_eq!(size_of::<SequenceNumber>(), 64);
+    }
+
+    #[test]
     fn leading_zeros_are_normalized() {
         let a: SequenceNumber = "000123".parse().unwrap();
         assert_eq!(a.as_str(), "123");
@@ -290,6 +360,9 @@ mod tests {
             let sb: SequenceNumber = b.parse().unwrap();
             let expected = a.len().cmp(&b.len()).then(a.cmp(&b));
             prop_assert_eq!(sa.cmp(&sb), expected);
+            // Up to 61 digits: inline (<= 56) and shared numbers meet.
+            prop_assert_eq!(sa == sb, a == b);
+            prop_assert_eq!(sa.as_str(), a.as_str());
         }
     }
 }
