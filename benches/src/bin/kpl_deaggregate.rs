@@ -2,8 +2,8 @@
 //!
 //! Every de-aggregation must MD5 the whole aggregate (the trailer check),
 //! so MD5 is the floor of its cost; the rest is protobuf decoding and
-//! building one `Record` per user record (partition key `String`, data as
-//! a zero-copy `Bytes` slice). For each workload, aggregates are built
+//! building one `Record` per user record (partition key and sequence
+//! number copied inline, data as a zero-copy `Bytes` slice). For each workload, aggregates are built
 //! with `kcl_core::kpl::Aggregator`, then `deaggregate_into` and
 //! `Md5::digest` alternate in short rounds over the same aggregates (so
 //! drift on a shared machine hits both) and the best round of each is
@@ -16,14 +16,17 @@
 //! partition key: with 100-byte records and unique 36-byte keys (one MD5
 //! block each against about two for the data) it alone caps the ratio near
 //! 0.68, before any decoding work. Small records are also where the fixed
-//! per-record cost (a `String` for the key, a `Record`) shows most.
+//! per-record cost (building and dropping a `Record`) shows most.
 //!
 //! Rounds are timed in thread CPU time (`/proc/thread-self/schedstat`)
 //! where available, so a busy shared machine skews both sides alike.
 //!
 //! ```sh
-//! cargo run --release -p kcl-benches --bin kpl_deaggregate [seconds per workload, default 2]
+//! cargo run --release -p kcl-benches --bin kpl_deaggregate [seconds per workload, default 2] [name filter]
 //! ```
+//!
+//! A second argument runs only the workloads whose name contains it (for
+//! profiling one, e.g. `"100 B"`).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -169,6 +172,7 @@ fn main() {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(2.0);
+    let only = std::env::args().nth(2).unwrap_or_default();
     // Each workload splits its time between the two sides and two modes.
     let round = Duration::from_secs_f64(seconds / f64::from(ROUNDS) / 4.0);
     // Not the full key space, so the filter runs; every MD5 hash key but
@@ -183,7 +187,7 @@ fn main() {
         "kpl_deaggregate: {ROUNDS} alternating rounds of {round:?} per side and mode ({clock}), best round kept"
     );
     let mut worst: f64 = f64::INFINITY;
-    for workload in WORKLOADS {
+    for workload in WORKLOADS.iter().filter(|w| w.name.contains(only.as_str())) {
         let (records, user_records) = corpus(workload);
         let bytes: usize = records.iter().map(|r| r.data.len()).sum();
         let mut out = Vec::new();

@@ -1,10 +1,8 @@
 //! De-aggregation: one Kinesis record in, its user records out.
 
-use std::sync::Arc;
-
 use super::{DIGEST_LEN, MAGIC, effective_hash_key, parse_hash_key};
 use crate::ids::HashKeyRange;
-use crate::retrieval::Record;
+use crate::retrieval::{PartitionKey, Record};
 use md5::{Digest, Md5};
 
 /// Why a record that starts with the magic bytes is not taken as an
@@ -75,15 +73,11 @@ struct UserRef {
     data: Option<(usize, usize)>,
 }
 
-/// An `AggregatedRecord` read in place: the partition key table already
-/// shared (one `Arc<str>` per entry), the explicit hash keys and the user
-/// records as offsets into the outer record's bytes. Nothing is decoded
-/// into owned strings or messages that would be copied again.
-struct Body {
-    partition_keys: Vec<Arc<str>>,
-    /// How many user records name each partition key entry (to move the
-    /// entry into its last record instead of cloning it).
-    partition_key_uses: Vec<u32>,
+/// An `AggregatedRecord` read in place: the tables and the user records
+/// as offsets into the outer record's bytes. Nothing is decoded into owned
+/// strings or messages that would be copied again.
+struct Body<'a> {
+    partition_keys: Vec<&'a str>,
     explicit_hash_keys: Vec<(usize, usize)>,
     records: Vec<UserRef>,
 }
@@ -109,7 +103,19 @@ impl Wire<'_> {
         self.pos >= self.end
     }
 
+    #[inline(always)]
     fn varint(&mut self) -> Result<u64, Invalid> {
+        // One byte is the common case: a field key, an index, a length.
+        if let Some(&byte) = self.buf.get(self.pos).filter(|_| self.pos < self.end)
+            && byte < 0x80
+        {
+            self.pos += 1;
+            return Ok(u64::from(byte));
+        }
+        self.varint_slow()
+    }
+
+    fn varint_slow(&mut self) -> Result<u64, Invalid> {
         let mut value: u64 = 0;
         for i in 0..10 {
             let byte = *self
@@ -131,6 +137,7 @@ impl Wire<'_> {
     }
 
     /// A field key: (field number, wire type).
+    #[inline(always)]
     fn key(&mut self) -> Result<(u64, u8), Invalid> {
         let key = self.varint()?;
         if key > u64::from(u32::MAX) {
@@ -144,6 +151,7 @@ impl Wire<'_> {
     }
 
     /// A length-delimited field's bytes, as `(start, end)` offsets.
+    #[inline(always)]
     fn len_delimited(&mut self) -> Result<(usize, usize), Invalid> {
         let len = self.varint()?;
         let start = self.pos;
@@ -269,21 +277,30 @@ fn read_user(mut wire: Wire<'_>) -> Result<UserRef, Invalid> {
     Ok(user)
 }
 
+/// Wire bytes per user record assumed when sizing the tables: a 100-byte
+/// record with a UUID key takes about 143 on the wire.
+const GUESS_WIRE_BYTES_PER_RECORD: usize = 128;
+/// At most this many entries are reserved up front.
+const GUESS_RECORDS_MAX: usize = 1024;
+
 /// Walk the body (`data[start..end]` of the outer record) and validate it:
 /// well-formed wire, every required field present, every index inside its
 /// table, every explicit hash key a 128-bit decimal. Returns the body and
 /// the parsed explicit hash key table.
-fn read_body(data: &[u8], start: usize, end: usize) -> Result<(Body, Vec<u128>), Invalid> {
+fn read_body(data: &[u8], start: usize, end: usize) -> Result<(Body<'_>, Vec<u128>), Invalid> {
     let mut wire = Wire {
         buf: data,
         pos: start,
         end,
     };
+    // Sized from the body's length, so a KPL aggregate of ~100-byte
+    // records fills its tables without growing them; bounded, so a large
+    // aggregate of large records does not reserve for records it lacks.
+    let guess = ((end - start) / GUESS_WIRE_BYTES_PER_RECORD).min(GUESS_RECORDS_MAX);
     let mut body = Body {
-        partition_keys: Vec::new(),
-        partition_key_uses: Vec::new(),
+        partition_keys: Vec::with_capacity(guess),
         explicit_hash_keys: Vec::new(),
-        records: Vec::new(),
+        records: Vec::with_capacity(guess),
     };
     while !wire.done() {
         let (field, wire_type) = wire.key()?;
@@ -292,7 +309,7 @@ fn read_body(data: &[u8], start: usize, end: usize) -> Result<(Body, Vec<u128>),
                 expect(wire_type, LEN)?;
                 let (s, e) = wire.len_delimited()?;
                 let key = std::str::from_utf8(&data[s..e]).map_err(|_| Invalid::Protobuf)?;
-                body.partition_keys.push(Arc::from(key));
+                body.partition_keys.push(key);
             }
             2 => {
                 expect(wire_type, LEN)?;
@@ -322,7 +339,6 @@ fn read_body(data: &[u8], start: usize, end: usize) -> Result<(Body, Vec<u128>),
         .collect::<Result<Vec<u128>, Invalid>>()?;
     let pk_count = body.partition_keys.len() as u64;
     let ehk_count = hash_keys.len() as u64;
-    body.partition_key_uses = vec![0; body.partition_keys.len()];
     for user in &body.records {
         if user.partition_key_index.is_none() || user.data.is_none() {
             return Err(Invalid::MissingField);
@@ -332,7 +348,6 @@ fn read_body(data: &[u8], start: usize, end: usize) -> Result<(Body, Vec<u128>),
         if !pk_ok || !ehk_ok {
             return Err(Invalid::IndexOutOfRange);
         }
-        body.partition_key_uses[index(user.partition_key_index)] += 1;
     }
     Ok((body, hash_keys))
 }
@@ -370,16 +385,9 @@ pub(crate) fn deaggregate(
     let start = out.len();
     let Body {
         partition_keys,
-        mut partition_key_uses,
         explicit_hash_keys,
         records,
     } = body;
-    // One shared allocation per table entry: every sub-record naming a key
-    // points at it (the KPL shares one entry between a key's records), so a
-    // crafted aggregate of many tiny records cannot multiply a long key.
-    // The entry's last record takes it (no reference count traffic for
-    // the common unique key).
-    let mut partition_keys: Vec<Option<Arc<str>>> = partition_keys.into_iter().map(Some).collect();
     // Partition key hashes for the filter, each computed once, on first use.
     let mut pk_hashes: Vec<Option<u128>> = match filter {
         Some(_) => vec![None; partition_keys.len()],
@@ -392,12 +400,8 @@ pub(crate) fn deaggregate(
             let pk_index = index(user.partition_key_index);
             let hash_key = match user.explicit_hash_key_index {
                 Some(e) => hash_keys[e as usize],
-                None => *pk_hashes[pk_index].get_or_insert_with(|| {
-                    effective_hash_key(
-                        partition_keys[pk_index].as_deref().unwrap_or_default(),
-                        None,
-                    )
-                }),
+                None => *pk_hashes[pk_index]
+                    .get_or_insert_with(|| effective_hash_key(partition_keys[pk_index], None)),
             };
             if !range.contains(hash_key) {
                 tracing::warn!(
@@ -413,17 +417,25 @@ pub(crate) fn deaggregate(
             }
         }
     }
+    // A long key gets one shared allocation per table entry, which every
+    // sub-record naming it points at (the KPL shares one entry between a
+    // key's records), so a crafted aggregate of many tiny records cannot
+    // multiply a long key. Short keys are copied inline: no allocation.
+    let mut long_keys: Vec<Option<PartitionKey>> = Vec::new();
     out.reserve(records.len());
     for (i, user) in records.into_iter().enumerate() {
         let pk_index = index(user.partition_key_index);
-        let uses = &mut partition_key_uses[pk_index];
-        *uses -= 1;
-        let partition_key = if *uses == 0 {
-            partition_keys[pk_index].take()
+        let key = partition_keys[pk_index];
+        let partition_key = if PartitionKey::fits_inline(key) {
+            PartitionKey::from(key)
         } else {
-            partition_keys[pk_index].clone()
-        }
-        .unwrap_or_else(|| Arc::from(""));
+            if long_keys.is_empty() {
+                long_keys = vec![None; partition_keys.len()];
+            }
+            long_keys[pk_index]
+                .get_or_insert_with(|| PartitionKey::from(key))
+                .clone()
+        };
         let explicit_hash_key = user.explicit_hash_key_index.map(|e| {
             let (s, e) = explicit_hash_keys[e as usize];
             // Checked UTF-8 (and digits) by `read_body`.

@@ -9,6 +9,7 @@
 
 #[cfg(feature = "kinesis")]
 pub mod kinesis;
+mod partition_key;
 mod record;
 
 use std::collections::HashSet;
@@ -17,6 +18,7 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 
+pub use partition_key::PartitionKey;
 pub use record::Record;
 
 use crate::engine::InitialPosition;

@@ -1,10 +1,10 @@
 //! [`Record`]: one user record as a processor sees it.
 
-use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
 
+use super::PartitionKey;
 use crate::sequence::{ExtendedSequenceNumber, SequenceNumber};
 
 /// One record as a processor receives it. For a record a KPL producer
@@ -18,10 +18,10 @@ pub struct Record {
     pub sub_sequence_number: u64,
     /// Whether this came out of a KPL aggregate.
     pub aggregated: bool,
-    /// The partition key. Shared: the sub-records of a KPL aggregate that
-    /// name the same key point at one allocation (read it as
-    /// `&*record.partition_key`).
-    pub partition_key: Arc<str>,
+    /// The partition key; read it as `&*record.partition_key` or through
+    /// any `str` method. Short keys are held inline; the sub-records of a
+    /// KPL aggregate that name one long key share one allocation.
+    pub partition_key: PartitionKey,
     /// The explicit hash key, if the producer set one.
     pub explicit_hash_key: Option<String>,
     /// The payload.
@@ -34,7 +34,7 @@ impl Record {
     /// A plain (not aggregated) record.
     pub fn new(
         sequence_number: SequenceNumber,
-        partition_key: impl Into<Arc<str>>,
+        partition_key: impl Into<PartitionKey>,
         data: impl Into<Bytes>,
     ) -> Self {
         Record {
