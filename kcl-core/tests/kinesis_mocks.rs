@@ -274,8 +274,37 @@ async fn expired_iterator_reseeks_after_last_delivered() {
         .open_reader(&shard(), StartingPosition::TrimHorizon)
         .await
         .unwrap();
+    // This runtime is the test's thread alone, so a thread-local recorder
+    // sees every metric the reader records.
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _local = metrics::set_default_local_recorder(&recorder);
     assert_eq!(seqs(&reader.next_batch().await.unwrap()), ["1", "2"]);
     assert_eq!(seqs(&reader.next_batch().await.unwrap()), ["3"]);
+    // The expiry is counted against its shard and stream, as the reader's
+    // other per-shard series are.
+    let expiries: Vec<Vec<(String, String)>> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(key, ..)| key.key().name() == kcl_core::engine::metric::KINESIS_EXPIRED_ITERATORS)
+        .map(|(key, ..)| {
+            let mut labels: Vec<(String, String)> = key
+                .key()
+                .labels()
+                .map(|l| (l.key().to_owned(), l.value().to_owned()))
+                .collect();
+            labels.sort();
+            labels
+        })
+        .collect();
+    assert_eq!(
+        expiries,
+        [vec![
+            ("shard".to_owned(), "shardId-000000000000".to_owned()),
+            ("stream".to_owned(), "orders".to_owned()),
+        ]]
+    );
     assert_eq!(open.num_calls(), 1, "never back to TRIM_HORIZON");
     assert_eq!(expired.num_calls(), 1);
     assert_eq!(reseek.num_calls(), 1);

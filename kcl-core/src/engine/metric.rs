@@ -85,7 +85,8 @@ pub const SHARD_BACKOFFS: &str = "kcl_shard_backoffs_total";
 pub const KINESIS_GET_RECORDS_SECONDS: &str = "kcl_kinesis_get_records_seconds";
 /// Counter: Kinesis calls retried after a transient failure (`operation`).
 pub const KINESIS_RETRIES: &str = "kcl_kinesis_retries_total";
-/// Counter: shard iterators that expired and were re-sought.
+/// Counter: shard iterators that expired and were re-sought (`shard`,
+/// `stream`).
 pub const KINESIS_EXPIRED_ITERATORS: &str = "kcl_kinesis_expired_iterators_total";
 /// Counter: enhanced fan-out subscriptions opened (`shard`, `stream`).
 pub const FANOUT_SUBSCRIPTIONS: &str = "kcl_fanout_subscriptions_total";

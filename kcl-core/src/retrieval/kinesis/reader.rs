@@ -115,7 +115,7 @@ impl PollingReader {
                 Err(e) if classify(&e) == Failure::ExpiredIterator => {
                     expiries += 1;
                     tracing::debug!(shard_id = %self.shard_id, expiries, "shard iterator expired, re-seeking");
-                    metrics::counter!(crate::engine::metric::KINESIS_EXPIRED_ITERATORS)
+                    metrics::counter!(crate::engine::metric::KINESIS_EXPIRED_ITERATORS, "shard" => self.shard_id.to_string(), "stream" => self.stream_label.clone())
                         .increment(1);
                     if expiries > MAX_CONSECUTIVE_EXPIRIES {
                         return Err(map_error(e, self.shard_id.as_str()));
