@@ -160,6 +160,9 @@ impl Default for FakeStreamConfig {
 
 struct State {
     shards: Vec<FakeShard>,
+    /// Where each shard is in `shards` (shards are only ever appended): a
+    /// reader's poll finds its shard without scanning 10,000 of them.
+    shard_index: HashMap<ShardId, usize>,
     next_shard: usize,
     next_sequence: u128,
     iterator_epoch: u64,
@@ -196,6 +199,7 @@ impl FakeStream {
         assert!(shard_count > 0, "a stream needs at least one shard");
         let mut state = State {
             shards: Vec::new(),
+            shard_index: HashMap::new(),
             next_shard: 0,
             next_sequence: 0,
             iterator_epoch: 0,
@@ -394,6 +398,7 @@ impl State {
         let id = ShardId::new(format!("shardId-{:012}", self.next_shard)).expect("valid shard id");
         self.next_shard += 1;
         let starting_sequence_number = self.peek_sequence_number();
+        self.shard_index.insert(id.clone(), self.shards.len());
         self.shards.push(FakeShard::new(
             id.clone(),
             range,
@@ -404,9 +409,9 @@ impl State {
     }
 
     fn shard(&self, shard_id: &ShardId) -> Result<&FakeShard> {
-        self.shards
-            .iter()
-            .find(|s| &s.id == shard_id)
+        self.shard_index
+            .get(shard_id)
+            .and_then(|&i| self.shards.get(i))
             .ok_or_else(|| Error::NotFound {
                 what: format!("shard {shard_id}"),
             })
@@ -414,9 +419,10 @@ impl State {
 
     fn open_shard(&mut self, shard_id: &ShardId) -> Result<&mut FakeShard> {
         let shard = self
-            .shards
-            .iter_mut()
-            .find(|s| &s.id == shard_id)
+            .shard_index
+            .get(shard_id)
+            .copied()
+            .and_then(|i| self.shards.get_mut(i))
             .ok_or_else(|| Error::NotFound {
                 what: format!("shard {shard_id}"),
             })?;
@@ -434,7 +440,12 @@ impl State {
                 shard.as_child()
             })
             .collect();
-        if let Some(parent) = self.shards.iter_mut().find(|s| &s.id == shard_id) {
+        if let Some(parent) = self
+            .shard_index
+            .get(shard_id)
+            .copied()
+            .and_then(|i| self.shards.get_mut(i))
+        {
             parent.children = described;
         }
     }
