@@ -4,6 +4,7 @@
 pub mod engine;
 mod error;
 mod ids;
+mod inline_str;
 pub mod kpl;
 mod lease;
 pub mod processor;

@@ -1,15 +1,13 @@
 //! Sequence numbers and the extended sequence numbers that checkpoints hold.
 
+use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::str::FromStr;
-use std::sync::Arc;
-
-use arrayvec::ArrayString;
-use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
+use crate::inline_str::InlineStr;
 
 /// Longest sequence number Kinesis documents (`0|([1-9]\d{0,128})`).
 const MAX_DIGITS: usize = 129;
@@ -35,34 +33,22 @@ const MAX_DIGITS: usize = 129;
 /// allocation and no reference count (every user record of a KPL aggregate
 /// carries its aggregate's number). Longer ones are shared.
 #[derive(Clone)]
-pub struct SequenceNumber(Digits);
+pub struct SequenceNumber(InlineStr<INLINE_DIGITS>);
 
 /// Numbers up to this many digits are held inline: Kinesis's are 56, and
 /// 56 makes the enum 64 bytes.
 const INLINE_DIGITS: usize = 56;
 
-#[derive(Clone)]
-enum Digits {
-    Inline(ArrayString<INLINE_DIGITS>),
-    Shared(Arc<str>),
-}
-
 impl SequenceNumber {
     /// The digits, normalized (no leading zeros; `"0"` for zero).
     #[inline]
     pub fn as_str(&self) -> &str {
-        match &self.0 {
-            Digits::Inline(digits) => digits,
-            Digits::Shared(digits) => digits,
-        }
+        self.0.as_str()
     }
 
     /// From normalized digits.
     fn from_digits(digits: &str) -> Self {
-        match ArrayString::from(digits) {
-            Ok(inline) => SequenceNumber(Digits::Inline(inline)),
-            Err(_) => SequenceNumber(Digits::Shared(Arc::from(digits))),
-        }
+        SequenceNumber(InlineStr::new(digits))
     }
 
     /// The value as a `u128`, when it fits (test streams and emulators).
@@ -281,9 +267,9 @@ mod tests {
         let kinesis = "49590338271490256608559692538361571095921575989136588898";
         assert_eq!(kinesis.len(), INLINE_DIGITS);
         let n: SequenceNumber = kinesis.parse().unwrap();
-        assert!(matches!(n.0, Digits::Inline(_)));
+        assert!(n.0.is_inline());
         let longer: SequenceNumber = format!("{kinesis}7").parse().unwrap();
-        assert!(matches!(longer.0, Digits::Shared(_)));
+        assert!(!longer.0.is_inline());
         let longest: SequenceNumber = "9".repeat(MAX_DIGITS).parse().unwrap();
         assert_eq!(longest.as_str().len(), MAX_DIGITS);
         assert!(n < longer && longer < longest);

@@ -426,16 +426,14 @@ pub(crate) fn deaggregate(
     for (i, user) in records.into_iter().enumerate() {
         let pk_index = index(user.partition_key_index);
         let key = partition_keys[pk_index];
-        let partition_key = if PartitionKey::fits_inline(key) {
-            PartitionKey::from(key)
-        } else {
+        let partition_key = PartitionKey::try_inline(key).unwrap_or_else(|| {
             if long_keys.is_empty() {
                 long_keys = vec![None; partition_keys.len()];
             }
             long_keys[pk_index]
                 .get_or_insert_with(|| PartitionKey::from(key))
                 .clone()
-        };
+        });
         let explicit_hash_key = user.explicit_hash_key_index.map(|e| {
             let (s, e) = explicit_hash_keys[e as usize];
             // Checked UTF-8 (and digits) by `read_body`.

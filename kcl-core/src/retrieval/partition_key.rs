@@ -8,7 +8,7 @@ use std::hash::{Hash, Hasher};
 use std::ops::Deref;
 use std::sync::Arc;
 
-use arrayvec::ArrayString;
+use crate::inline_str::InlineStr;
 
 /// Keys up to this many bytes are held inline. 40 covers a UUID (36) and
 /// costs no more than 36 would: the enum is 48 bytes either way.
@@ -35,36 +35,25 @@ const INLINE: usize = 40;
 /// assert_eq!(long.len(), 200);
 /// ```
 #[derive(Clone)]
-pub struct PartitionKey(Repr);
-
-#[derive(Clone)]
-enum Repr {
-    Inline(ArrayString<INLINE>),
-    Shared(Arc<str>),
-}
+pub struct PartitionKey(InlineStr<INLINE>);
 
 impl PartitionKey {
     /// The key as a string slice.
     #[inline]
     pub fn as_str(&self) -> &str {
-        match &self.0 {
-            Repr::Inline(key) => key,
-            Repr::Shared(key) => key,
-        }
+        self.0.as_str()
     }
 
     /// A key for `key`, inline when short, else one new shared allocation.
     #[inline]
     fn new(key: &str) -> Self {
-        match ArrayString::from(key) {
-            Ok(inline) => PartitionKey(Repr::Inline(inline)),
-            Err(_) => PartitionKey(Repr::Shared(Arc::from(key))),
-        }
+        PartitionKey(InlineStr::new(key))
     }
 
-    /// Whether `key` is held inline (no allocation) when made a key.
-    pub(crate) fn fits_inline(key: &str) -> bool {
-        key.len() <= INLINE
+    /// `key` held inline, or `None` when it is too long to be.
+    #[inline]
+    pub(crate) fn try_inline(key: &str) -> Option<Self> {
+        InlineStr::try_inline(key).map(PartitionKey)
     }
 }
 
@@ -111,10 +100,7 @@ impl From<String> for PartitionKey {
 impl From<Arc<str>> for PartitionKey {
     /// Short keys are copied inline; long ones keep the given allocation.
     fn from(key: Arc<str>) -> Self {
-        match ArrayString::from(&key) {
-            Ok(inline) => PartitionKey(Repr::Inline(inline)),
-            Err(_) => PartitionKey(Repr::Shared(key)),
-        }
+        PartitionKey(InlineStr::from_shared(key))
     }
 }
 
@@ -201,13 +187,10 @@ mod tests {
     #[test]
     fn short_keys_are_inline_and_long_keys_are_shared() {
         let uuid = "9f1c2e4a-7b3d-4c5e-8f6a-1b2c3d4e5f60";
-        assert!(matches!(PartitionKey::from(uuid).0, Repr::Inline(_)));
-        assert!(matches!(
-            PartitionKey::from("k".repeat(INLINE)).0,
-            Repr::Inline(_)
-        ));
+        assert!(PartitionKey::from(uuid).0.is_inline());
+        assert!(PartitionKey::from("k".repeat(INLINE)).0.is_inline());
         let long = PartitionKey::from("k".repeat(INLINE + 1));
-        assert!(matches!(long.0, Repr::Shared(_)));
+        assert!(!long.0.is_inline());
         // A clone of a long key shares its allocation.
         assert_eq!(long.clone().as_ptr(), long.as_ptr());
         let shared: Arc<str> = Arc::from("k".repeat(256));

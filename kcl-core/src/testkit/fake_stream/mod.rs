@@ -417,15 +417,15 @@ impl State {
             })
     }
 
+    fn shard_mut(&mut self, shard_id: &ShardId) -> Option<&mut FakeShard> {
+        let i = *self.shard_index.get(shard_id)?;
+        self.shards.get_mut(i)
+    }
+
     fn open_shard(&mut self, shard_id: &ShardId) -> Result<&mut FakeShard> {
-        let shard = self
-            .shard_index
-            .get(shard_id)
-            .copied()
-            .and_then(|i| self.shards.get_mut(i))
-            .ok_or_else(|| Error::NotFound {
-                what: format!("shard {shard_id}"),
-            })?;
+        let shard = self.shard_mut(shard_id).ok_or_else(|| Error::NotFound {
+            what: format!("shard {shard_id}"),
+        })?;
         if !shard.is_open() {
             return Err(Error::Config(format!("shard {shard_id} is already closed")));
         }
@@ -440,12 +440,7 @@ impl State {
                 shard.as_child()
             })
             .collect();
-        if let Some(parent) = self
-            .shard_index
-            .get(shard_id)
-            .copied()
-            .and_then(|i| self.shards.get_mut(i))
-        {
+        if let Some(parent) = self.shard_mut(shard_id) {
             parent.children = described;
         }
     }
