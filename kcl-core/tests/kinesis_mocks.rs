@@ -135,6 +135,46 @@ async fn throttling_sequence_backs_off_then_succeeds() {
     assert!(waited <= Duration::from_millis(6200), "{waited:?}");
 }
 
+/// Each batch says whether a record in it carries the KPL aggregate
+/// framing (checked as the payloads are copied, so the engine need not read
+/// them again), and a read into a handed-back vector holds only its own
+/// records.
+#[tokio::test(start_paused = true)]
+async fn a_batch_says_whether_it_holds_an_aggregate_and_reads_into_a_used_vector() {
+    let mut aggregator = kcl_core::kpl::Aggregator::new();
+    aggregator.add("k", None, "inside").unwrap();
+    let aggregate = aggregator.flush().unwrap();
+    let get_records = mock!(Client::get_records)
+        .sequence()
+        .output(|| records_output(&["1", "2"], Some("it-2")))
+        .output(move || {
+            let mut out = records_output(&["3"], Some("it-3"));
+            out.records.push(
+                Record::builder()
+                    .sequence_number("4")
+                    .partition_key("k")
+                    .data(Blob::new(aggregate.data.to_vec()))
+                    .build()
+                    .unwrap(),
+            );
+            out
+        })
+        .build();
+    let it = iterator_rule("it-1");
+    let source = source(client(RuleMode::MatchAny, &[&it, &get_records])).await;
+    let mut reader = source
+        .open_reader(&shard(), StartingPosition::TrimHorizon)
+        .await
+        .unwrap();
+    let plain = reader.next_batch().await.unwrap();
+    assert_eq!(seqs(&plain), ["1", "2"]);
+    assert_eq!(plain.has_aggregates, Some(false));
+    // Handed back with its records still in it: they must not leak.
+    let mixed = reader.next_batch_into(plain.records).await.unwrap();
+    assert_eq!(seqs(&mixed), ["3", "4"]);
+    assert_eq!(mixed.has_aggregates, Some(true));
+}
+
 /// Throttled on every call: the reader gives up after `max_retries` and
 /// returns a retryable `Throttled`.
 #[tokio::test(start_paused = true)]

@@ -95,6 +95,38 @@ pub struct RecordBatch {
     /// records: the shard's children (empty if the source could not tell;
     /// the engine then learns them from `ListShards`). No batch follows.
     pub shard_end: Option<Vec<ChildShard>>,
+    /// Whether any record carries the KPL aggregate framing
+    /// ([`is_aggregate_framing`](crate::kpl::is_aggregate_framing)), as
+    /// the source found when it had each payload in hand: `Some(false)`
+    /// lets the engine pass the records on without reading every payload
+    /// again (one cold memory read per record once a large batch has left
+    /// the cache), `Some(true)` sends them through de-aggregation. `None`
+    /// (the default) means the source did not look; the engine then checks
+    /// each payload itself. A source that says `Some(false)` of a batch
+    /// holding an aggregate delivers the aggregate undecoded.
+    pub has_aggregates: Option<bool>,
+}
+
+impl RecordBatch {
+    /// Whether any of `records` carries the KPL aggregate framing, for a
+    /// source to set [`has_aggregates`](Self::has_aggregates) while the
+    /// payloads are still in cache (just decoded or copied).
+    ///
+    /// ```
+    /// use kcl_core::SequenceNumber;
+    /// use kcl_core::retrieval::{Record, RecordBatch};
+    ///
+    /// let record = |data: Vec<u8>| Record::new(SequenceNumber::from(1u128), "k", data);
+    /// assert!(!RecordBatch::any_aggregate(&[record(b"plain".to_vec())]));
+    /// // Magic bytes and more than a digest's length after them.
+    /// let framed = [&kcl_core::kpl::MAGIC[..], &[0u8; 17]].concat();
+    /// assert!(RecordBatch::any_aggregate(&[record(framed)]));
+    /// ```
+    pub fn any_aggregate(records: &[Record]) -> bool {
+        records
+            .iter()
+            .any(|r| crate::kpl::is_aggregate_framing(&r.data))
+    }
 }
 
 /// A stream: lists shards, opens readers.
@@ -153,4 +185,17 @@ pub trait ShardSource: Send + Sync + Debug {
 pub trait ShardReader: Send + Debug {
     /// The next batch of records.
     async fn next_batch(&mut self) -> Result<RecordBatch>;
+
+    /// The next batch, its records pushed into `records` (empty, with
+    /// capacity kept from an earlier batch) when the reader can. The
+    /// engine hands back the vectors of batches its processors finished,
+    /// so a busy shard refills a few allocations instead of allocating
+    /// megabytes per read, which the allocator hands back to the system
+    /// and faults in again. The default drops `records` and calls
+    /// [`next_batch`](Self::next_batch); the readers in this crate
+    /// implement it.
+    async fn next_batch_into(&mut self, records: Vec<Record>) -> Result<RecordBatch> {
+        drop(records);
+        self.next_batch().await
+    }
 }

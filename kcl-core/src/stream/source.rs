@@ -12,7 +12,7 @@ use crate::engine::InitialPosition;
 use crate::error::{Error, Result};
 use crate::ids::ShardId;
 use crate::retrieval::{
-    ChildShard, RecordBatch, ShardDescription, ShardReader, ShardSource, StartingPosition,
+    ChildShard, Record, RecordBatch, ShardDescription, ShardReader, ShardSource, StartingPosition,
 };
 
 use super::StreamIdentifier;
@@ -275,7 +275,11 @@ struct PrefixedReader {
 #[async_trait]
 impl ShardReader for PrefixedReader {
     async fn next_batch(&mut self) -> Result<RecordBatch> {
-        let mut batch = self.inner.next_batch().await?;
+        self.next_batch_into(Vec::new()).await
+    }
+
+    async fn next_batch_into(&mut self, records: Vec<Record>) -> Result<RecordBatch> {
+        let mut batch = self.inner.next_batch_into(records).await?;
         if let Some(children) = batch.shard_end.take() {
             let key = |id: &ShardId| self.stream.lease_key(id);
             let children = children

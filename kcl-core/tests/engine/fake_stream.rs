@@ -330,3 +330,49 @@ async fn an_idle_reader_returns_empty_batches() {
     assert!(batch.records.is_empty() && batch.shard_end.is_none());
     assert_eq!(batch.millis_behind_latest, Some(0));
 }
+
+#[tokio::test]
+async fn a_read_says_whether_it_holds_an_aggregate() {
+    let stream = FakeStream::with_config(1, small_batches(2));
+    let shard = stream.shards()[0].shard_id.clone();
+    let mut aggregator = kcl_core::kpl::Aggregator::new();
+    aggregator.add("k", None, "inside").unwrap();
+    let aggregate = aggregator.flush().unwrap();
+    stream.put_record("k", "plain-0").unwrap();
+    stream.put_record("k", "plain-1").unwrap();
+    stream.put_record("k", "plain-2").unwrap();
+    stream
+        .put(FakeRecord::new(aggregate.partition_key, aggregate.data))
+        .unwrap();
+    let mut reader = stream
+        .open_reader(&shard, StartingPosition::TrimHorizon)
+        .await
+        .unwrap();
+    let plain = reader.next_batch().await.unwrap();
+    assert_eq!(plain.records.len(), 2);
+    assert_eq!(plain.has_aggregates, Some(false));
+    let mixed = reader.next_batch().await.unwrap();
+    assert_eq!(mixed.records.len(), 2);
+    assert_eq!(mixed.has_aggregates, Some(true));
+}
+
+#[tokio::test]
+async fn a_read_into_a_used_vector_holds_only_its_own_records() {
+    let stream = FakeStream::with_config(1, small_batches(3));
+    let shard = stream.shards()[0].shard_id.clone();
+    for i in 0..5 {
+        stream.put_record("k", format!("r-{i}")).unwrap();
+    }
+    let mut reader = stream
+        .open_reader(&shard, StartingPosition::TrimHorizon)
+        .await
+        .unwrap();
+    let first = reader.next_batch().await.unwrap().records;
+    let capacity = first.capacity();
+    // A vector handed back with records still in it: they must not leak
+    // into the next batch.
+    let second = reader.next_batch_into(first).await.unwrap().records;
+    let data: Vec<_> = second.iter().map(|r| r.data.to_vec()).collect();
+    assert_eq!(data, [b"r-3".to_vec(), b"r-4".to_vec()]);
+    assert!(second.capacity() >= capacity, "the vector was read into");
+}

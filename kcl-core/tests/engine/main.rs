@@ -23,6 +23,7 @@ mod paths;
 mod pinned;
 mod processor;
 mod property;
+mod read_path;
 mod reshard;
 mod scans;
 mod single;

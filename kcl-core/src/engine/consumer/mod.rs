@@ -374,7 +374,7 @@ impl<F: ProcessorFactory> Consumer<F> {
                 self.ctx.initial_position(self.shard()),
             ),
         };
-        let (mut rx, handle) = prefetch::spawn(PrefetchSpec {
+        let (mut rx, spares, handle) = prefetch::spawn(PrefetchSpec {
             source: Arc::clone(&self.ctx.source),
             shard_id: self.shard().clone(),
             start,
@@ -447,9 +447,13 @@ impl<F: ProcessorFactory> Consumer<F> {
                     )
                     .increment(count);
                     if let Some(delivered) = &self.delivered {
-                        let bytes: usize = input.records.iter().map(|r| r.data.len()).sum();
-                        delivered.fetch_add(bytes as u64, Ordering::Relaxed);
+                        delivered.fetch_add(batch.data_bytes, Ordering::Relaxed);
                     }
+                }
+                // The vector goes back to be read into again, unless the
+                // processor kept the records.
+                if let Ok(records) = Arc::try_unwrap(input.records) {
+                    spares.give(records);
                 }
                 if let Some(outcome) = self.after_step(step, &mut processor, &mut cp).await {
                     return outcome;

@@ -11,6 +11,7 @@ use super::error::{Failure, classify, map_error};
 use super::source::{SourceInner, child_shard};
 use crate::error::{Error, Result};
 use crate::ids::ShardId;
+use crate::kpl::is_aggregate_framing;
 use crate::retrieval::{Record, RecordBatch, ShardReader, StartingPosition};
 use crate::sequence::SequenceNumber;
 
@@ -136,6 +137,10 @@ impl PollingReader {
 #[async_trait]
 impl ShardReader for PollingReader {
     async fn next_batch(&mut self) -> Result<RecordBatch> {
+        self.next_batch_into(Vec::new()).await
+    }
+
+    async fn next_batch_into(&mut self, mut records: Vec<Record>) -> Result<RecordBatch> {
         if self.finished {
             return Err(Error::generic(
                 "kinesis",
@@ -151,9 +156,14 @@ impl ShardReader for PollingReader {
         let out = self.get_records().await?;
         let called_at = Instant::now();
 
-        let mut records = Vec::with_capacity(out.records().len());
+        records.clear();
+        records.reserve(out.records().len());
+        // Checked as each payload is copied, while it is in cache.
+        let mut has_aggregates = false;
         for r in out.records() {
-            records.push(convert(r)?);
+            let record = convert(r)?;
+            has_aggregates |= is_aggregate_framing(&record.data);
+            records.push(record);
         }
         if let Some(last) = records.last() {
             self.last_delivered = Some(last.sequence_number.clone());
@@ -204,6 +214,7 @@ impl ShardReader for PollingReader {
             records,
             millis_behind_latest,
             shard_end,
+            has_aggregates: Some(has_aggregates),
         })
     }
 }

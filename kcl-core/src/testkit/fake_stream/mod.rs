@@ -260,6 +260,7 @@ impl FakeStream {
                 .find(|s| s.is_open() && s.range.contains(hash_key))
                 .expect("open shards cover the whole hash key space");
             shard.records.push(StoredRecord {
+                is_aggregate: crate::kpl::is_aggregate_framing(&record.data),
                 record: Record {
                     sequence_number: sequence_number.clone(),
                     sub_sequence_number: 0,

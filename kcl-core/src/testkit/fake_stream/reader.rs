@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use super::FakeStream;
 use crate::error::Result;
 use crate::ids::ShardId;
-use crate::retrieval::{RecordBatch, ShardReader, StartingPosition};
+use crate::retrieval::{Record, RecordBatch, ShardReader, StartingPosition};
 use crate::sequence::SequenceNumber;
 
 /// Reads one shard of a fake stream. Like a polling reader it keeps an
@@ -46,8 +46,9 @@ impl FakeReader {
         }
     }
 
-    /// One attempt: `Some(batch)` if there is something to return now.
-    fn poll(&mut self) -> Result<Option<RecordBatch>> {
+    /// One attempt: `Some(batch)`, its records pushed into `buffer`, if
+    /// there is something to return now (else `buffer` is left as it was).
+    fn poll(&mut self, buffer: &mut Vec<Record>) -> Result<Option<RecordBatch>> {
         let mut state = self.stream.lock();
         state.stats.get_records_calls += 1;
         if let Some(faults) = state.read_faults.get_mut(&self.shard_id)
@@ -69,15 +70,19 @@ impl FakeReader {
         let max_records = self.stream.config.max_records;
         let shard = state.shard(&self.shard_id)?;
         let end = shard.records.len().min(self.position + max_records);
-        let records: Vec<_> = shard.records[self.position..end]
-            .iter()
-            .map(|r| r.record.clone())
-            .collect();
+        let stored = &shard.records[self.position..end];
         let at_end = end == shard.records.len();
         let shard_end = (at_end && !shard.is_open()).then(|| shard.children.clone());
+        if stored.is_empty() && shard_end.is_none() {
+            return Ok(None);
+        }
+        let mut records = std::mem::take(buffer);
+        records.clear();
+        records.extend(stored.iter().map(|r| r.record.clone()));
+        let has_aggregates = stored.iter().any(|r| r.is_aggregate);
         let millis_behind_latest = match (records.last(), shard.records.last()) {
             (Some(last), Some(newest)) if !at_end => {
-                let ms = |r: &crate::retrieval::Record| {
+                let ms = |r: &Record| {
                     r.approximate_arrival_timestamp
                         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
                         .map_or(0, |d| d.as_millis() as u64)
@@ -86,9 +91,6 @@ impl FakeReader {
             }
             _ => Some(0),
         };
-        if records.is_empty() && shard_end.is_none() {
-            return Ok(None);
-        }
         self.position = end;
         state.stats.records_delivered += records.len() as u64;
         if let Some(last) = records.last() {
@@ -98,6 +100,7 @@ impl FakeReader {
             records,
             millis_behind_latest,
             shard_end,
+            has_aggregates: Some(has_aggregates),
         }))
     }
 }
@@ -105,6 +108,10 @@ impl FakeReader {
 #[async_trait]
 impl ShardReader for FakeReader {
     async fn next_batch(&mut self) -> Result<RecordBatch> {
+        self.next_batch_into(Vec::new()).await
+    }
+
+    async fn next_batch_into(&mut self, mut records: Vec<Record>) -> Result<RecordBatch> {
         if self.finished {
             return Err(crate::Error::NotFound {
                 what: format!("more records in {}: the shard has ended", self.shard_id),
@@ -116,12 +123,12 @@ impl ShardReader for FakeReader {
         let notified = notify.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        if let Some(batch) = self.poll()? {
+        if let Some(batch) = self.poll(&mut records)? {
             self.finished = batch.shard_end.is_some();
             return Ok(batch);
         }
         let _ = tokio::time::timeout(self.stream.config.empty_wait, notified).await;
-        let batch = self.poll()?.unwrap_or_default();
+        let batch = self.poll(&mut records)?.unwrap_or_default();
         self.finished = batch.shard_end.is_some();
         Ok(RecordBatch {
             millis_behind_latest: batch.millis_behind_latest.or(Some(0)),

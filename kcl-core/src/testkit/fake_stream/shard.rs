@@ -6,6 +6,11 @@ use crate::sequence::SequenceNumber;
 
 pub(super) struct StoredRecord {
     pub(super) record: Record,
+    /// Whether the payload has the KPL aggregate framing, found at the put
+    /// (as a real reader finds it while decoding), so a read reports
+    /// [`RecordBatch::has_aggregates`](crate::retrieval::RecordBatch::has_aggregates)
+    /// without touching the payloads.
+    pub(super) is_aggregate: bool,
 }
 
 pub(super) struct FakeShard {

@@ -18,7 +18,8 @@ use super::super::source::child_shard;
 use super::{FanOutInner, metric};
 use crate::error::{Error, Result};
 use crate::ids::ShardId;
-use crate::retrieval::{RecordBatch, ShardReader, StartingPosition};
+use crate::kpl::is_aggregate_framing;
+use crate::retrieval::{Record, RecordBatch, ShardReader, StartingPosition};
 use crate::sequence::SequenceNumber;
 
 type Events = EventReceiver<SubscribeToShardEventStream, SubscribeToShardEventStreamError>;
@@ -244,10 +245,18 @@ impl FanOutReader {
         }
     }
 
-    async fn on_event(&mut self, event: SubscribeToShardEvent) -> Result<RecordBatch> {
-        let mut records = Vec::with_capacity(event.records().len());
+    async fn on_event(
+        &mut self,
+        event: SubscribeToShardEvent,
+        mut records: Vec<Record>,
+    ) -> Result<RecordBatch> {
+        records.clear();
+        records.reserve(event.records().len());
+        // Checked as each payload is copied, while it is in cache.
+        let mut has_aggregates = false;
         for r in event.records() {
             let record = convert(r)?;
+            has_aggregates |= is_aggregate_framing(&record.data);
             // After a resubscription AT the continuation, a service whose
             // continuation is the last record's own number sends it again.
             if self
@@ -309,6 +318,7 @@ impl FanOutReader {
             records,
             millis_behind_latest,
             shard_end,
+            has_aggregates: Some(has_aggregates),
         })
     }
 }
@@ -316,6 +326,10 @@ impl FanOutReader {
 #[async_trait]
 impl ShardReader for FanOutReader {
     async fn next_batch(&mut self) -> Result<RecordBatch> {
+        self.next_batch_into(Vec::new()).await
+    }
+
+    async fn next_batch_into(&mut self, records: Vec<Record>) -> Result<RecordBatch> {
         if self.finished {
             return Err(Error::generic(
                 "kinesis",
@@ -335,7 +349,7 @@ impl ShardReader for FanOutReader {
                 Ok(Ok(Some(SubscribeToShardEventStream::SubscribeToShardEvent(event)))) => {
                     self.failures = 0;
                     self.evented = true;
-                    return self.on_event(event).await;
+                    return self.on_event(event, records).await;
                 }
                 // An event type newer than this SDK: nothing to deliver.
                 Ok(Ok(Some(_))) => {}
