@@ -78,8 +78,11 @@ impl FakeReader {
         }
         let mut records = std::mem::take(buffer);
         records.clear();
-        records.extend(stored.iter().map(|r| r.record.clone()));
-        let has_aggregates = stored.iter().any(|r| r.is_aggregate);
+        let mut has_aggregates = false;
+        records.extend(stored.iter().map(|r| {
+            has_aggregates |= r.is_aggregate;
+            r.record.clone()
+        }));
         let millis_behind_latest = match (records.last(), shard.records.last()) {
             (Some(last), Some(newest)) if !at_end => {
                 let ms = |r: &Record| {
