@@ -1,4 +1,4 @@
-//! [`LeaseStore`] for [`DynamoStore`]: one conditional write per method,
+//! [`LeaseStore`](kcl_core::LeaseStore) for [`DynamoStore`]: one conditional write per method,
 //! shaped as Java KCL's own writes, so Java workers sharing the table see
 //! the same counters move.
 //!

@@ -1,5 +1,5 @@
 //! [`Worker`]: the public face of a fleet member. Its `run` hands over to
-//! the [`Coordinator`](super::coordinator::Coordinator) loop, the one owner of the leases
+//! the [`Coordinator`] loop, the one owner of the leases
 //! this worker holds.
 
 use std::sync::Arc;

@@ -453,7 +453,7 @@ pub(crate) fn deaggregate(
     Outcome::Deaggregated(out.len() - start)
 }
 
-/// A table index already checked by [`decode_body`].
+/// A table index already checked by [`read_body`].
 fn index(checked: Option<u64>) -> usize {
     checked.unwrap_or_default() as usize
 }

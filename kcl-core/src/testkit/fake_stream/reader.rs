@@ -1,4 +1,4 @@
-//! The reader a [`FakeStream`](super::FakeStream) hands out.
+//! The reader a [`FakeStream`] hands out.
 
 use std::time::UNIX_EPOCH;
 
