@@ -110,3 +110,34 @@ async fn expired_iterator_resumes_after_last_delivered() {
         .collect();
     assert_eq!(first, vec!["e-7", "e-8", "e-9", "e-10", "e-11"]);
 }
+
+/// A peer that sends a request head without end (no blank line, or one
+/// endless header) gets a 431 and the connection closed once 64 KiB are
+/// read, instead of the emulator buffering all it sends; the emulator
+/// still serves the next connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_request_head_is_refused() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = server().await;
+    let mut conn = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    conn.write_all(b"POST / HTTP/1.1\r\nX-Endless: ")
+        .await
+        .unwrap();
+    let filler = vec![b'a'; 16 << 10];
+    let mut answer = Vec::new();
+    let got = tokio::time::timeout(Duration::from_secs(10), async {
+        // Keep sending until the server answers and closes.
+        for _ in 0..64 {
+            if conn.write_all(&filler).await.is_err() {
+                break;
+            }
+        }
+        let _ = conn.read_to_end(&mut answer).await;
+    })
+    .await;
+    assert!(got.is_ok(), "the emulator kept reading the endless head");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    // Still serving.
+    support::list_shards_pages(&s.endpoint).await;
+}

@@ -97,38 +97,88 @@ impl EmbeddedKinesis {
 /// The largest request body read (see `serve_connection`).
 const MAX_BODY: usize = 8 << 20;
 
+/// The most bytes of request line and headers read for one request (the
+/// SDK sends about 1 KiB): a peer that sends more, or a line without end,
+/// gets a 431 and the connection is closed, instead of growing a buffer.
+const MAX_HEAD: usize = 64 << 10;
+
+/// A request's head as read.
+enum Head {
+    Request {
+        content_length: usize,
+        target: String,
+    },
+    /// The connection closed or failed.
+    Closed,
+    /// More than [`MAX_HEAD`] bytes without the blank line that ends it.
+    TooLarge,
+}
+
+/// Read a request line and headers, at most [`MAX_HEAD`] bytes of them.
+async fn read_head(read: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> Head {
+    let mut budget = MAX_HEAD;
+    let mut line = String::new();
+    let mut content_length = 0usize;
+    let mut target = String::new();
+    // The request line first, then headers up to the blank line.
+    let mut request_line = true;
+    loop {
+        line.clear();
+        match (&mut *read).take(budget as u64).read_line(&mut line).await {
+            Ok(n) => budget -= n,
+            Err(_) => return Head::Closed,
+        }
+        if !line.ends_with('\n') {
+            // The budget ran out inside the line, or the peer closed.
+            return if budget == 0 {
+                Head::TooLarge
+            } else {
+                Head::Closed
+            };
+        }
+        let header = line.trim_end();
+        if std::mem::take(&mut request_line) {
+            continue;
+        }
+        if header.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':') {
+            let value = value.trim();
+            if name.eq_ignore_ascii_case("content-length") {
+                content_length = value.parse().unwrap_or(0);
+            } else if name.eq_ignore_ascii_case("x-amz-target") {
+                target = value.to_owned();
+            }
+        }
+    }
+    Head::Request {
+        content_length,
+        target,
+    }
+}
+
 async fn serve_connection(stream: TcpStream, store: Store) {
     let (read, mut write) = stream.into_split();
     let mut read = BufReader::new(read);
-    let mut line = String::new();
     loop {
-        // Request line.
-        line.clear();
-        match read.read_line(&mut line).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
-        }
-        let mut content_length = 0usize;
-        let mut target = String::new();
-        loop {
-            line.clear();
-            match read.read_line(&mut line).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
+        let (content_length, target) = match read_head(&mut read).await {
+            Head::Request {
+                content_length,
+                target,
+            } => (content_length, target),
+            Head::Closed => return,
+            Head::TooLarge => {
+                let _ = write_response(
+                    &mut write,
+                    431,
+                    Some("SerializationException".to_owned()),
+                    "{\"__type\":\"SerializationException\",\"message\":\"request head too large\"}",
+                )
+                .await;
+                return;
             }
-            let header = line.trim_end();
-            if header.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = header.split_once(':') {
-                let value = value.trim();
-                if name.eq_ignore_ascii_case("content-length") {
-                    content_length = value.parse().unwrap_or(0);
-                } else if name.eq_ignore_ascii_case("x-amz-target") {
-                    target = value.to_owned();
-                }
-            }
-        }
+        };
         // A legal PutRecords is at most 5 MiB of data (base64 in JSON:
         // under 7 MiB); refuse more rather than allocate what a peer says.
         if content_length > MAX_BODY {
