@@ -37,10 +37,10 @@ impl Backend {
         let app = support::unique("adm");
         let mut dynamo = DynamoSettings::default();
         let url = match self {
-            Backend::Redis => support::server_var("KCL_TEST_REDIS_URL")?,
-            Backend::Postgres => support::server_var("KCL_TEST_POSTGRES_URL")?,
+            Backend::Redis => support::server_from_env("KCL_TEST_REDIS_URL")?,
+            Backend::Postgres => support::server_from_env("KCL_TEST_POSTGRES_URL")?,
             Backend::Dynamo => {
-                let endpoint = support::server_var("KCL_TEST_DYNAMO_ENDPOINT")?;
+                let endpoint = support::server_from_env("KCL_TEST_DYNAMO_ENDPOINT")?;
                 dynamo.client = Some(dynamo_client(&endpoint));
                 format!("dynamodb://{app}?region=us-east-1&endpoint={endpoint}")
             }
@@ -559,7 +559,7 @@ async fn leases_with_stream_shows_lag() {
 async fn leases_with_stream_shows_millis_behind() {
     let (Some(t), Some(endpoint)) = (
         Backend::Redis.target().await,
-        support::server_var("KCL_TEST_KINESIS_ENDPOINT"),
+        support::server_from_env("KCL_TEST_KINESIS_ENDPOINT"),
     ) else {
         return;
     };
@@ -695,7 +695,7 @@ async fn errors_are_clear_and_keep_secrets() {
         assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     }
     // A DynamoDB table that does not exist: not found, and not created.
-    if let Some(endpoint) = support::server_var("KCL_TEST_DYNAMO_ENDPOINT") {
+    if let Some(endpoint) = support::server_from_env("KCL_TEST_DYNAMO_ENDPOINT") {
         let table = support::unique("missing");
         let url = format!("dynamodb://{table}?region=us-east-1&endpoint={endpoint}");
         let out = kcl(vec!["leases".into(), "--store".into(), url.clone()], None).await;
@@ -779,7 +779,7 @@ async fn fanout_deregister_removes_the_consumer() {
 /// No AWS credentials anywhere: exit 3 and a line that says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_credentials_is_said_plainly() {
-    let Some(endpoint) = support::server_var("KCL_TEST_DYNAMO_ENDPOINT") else {
+    let Some(endpoint) = support::server_from_env("KCL_TEST_DYNAMO_ENDPOINT") else {
         return;
     };
     let home = tempfile::tempdir().unwrap();

@@ -44,7 +44,7 @@ fn stdout(out: &Output) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leases_of_a_multi_stream_application_name_their_stream() {
-    let Some(url) = support::server_var("KCL_TEST_REDIS_URL") else {
+    let Some(url) = support::server_from_env("KCL_TEST_REDIS_URL") else {
         return;
     };
     let app = support::unique("adm-multi");

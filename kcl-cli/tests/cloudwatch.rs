@@ -67,8 +67,8 @@ async fn total(cw: &aws_sdk_cloudwatch::Client, namespace: &str, metric: &str) -
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_publishes_its_metrics_to_cloudwatch() {
     let (Some(redis), Some(moto)) = (
-        support::server_var("KCL_TEST_REDIS_URL"),
-        support::server_var("KCL_TEST_DYNAMO_ENDPOINT"),
+        support::server_from_env("KCL_TEST_REDIS_URL"),
+        support::server_from_env("KCL_TEST_DYNAMO_ENDPOINT"),
     ) else {
         return;
     };

@@ -16,7 +16,7 @@ use support::{
 };
 
 async fn scenario(kind: ChildKind) {
-    let Some(redis) = support::server_var("KCL_TEST_REDIS_URL") else {
+    let Some(redis) = support::server_from_env("KCL_TEST_REDIS_URL") else {
         return;
     };
     if kind.command(std::path::Path::new("/dev/null")).is_none() {
@@ -149,7 +149,7 @@ async fn node_aws_kcl_under_kcl_multilang() {
 /// named by `tableName`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dynamodb_leases_by_default() {
-    let Some(dynamo) = support::server_var("KCL_TEST_DYNAMO_ENDPOINT") else {
+    let Some(dynamo) = support::server_from_env("KCL_TEST_DYNAMO_ENDPOINT") else {
         return;
     };
     let kinesis = EmbeddedKinesis::start(fast_options()).await.unwrap();

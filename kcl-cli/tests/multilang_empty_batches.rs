@@ -125,7 +125,7 @@ fn stop(daemon: &mut Child, log: &Path) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kclpy_receives_empty_process_records_and_keeps_going() {
-    let Some(kclpy) = support::server_var("KCL_TEST_KCLPY_DIR") else {
+    let Some(kclpy) = support::server_from_env("KCL_TEST_KCLPY_DIR") else {
         return;
     };
     let kinesis = EmbeddedKinesis::start(fast_options()).await.unwrap();

@@ -35,7 +35,7 @@ fn sum(body: &str, name: &str, label: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_serves_its_metrics() {
-    let Some(redis) = support::server_var("KCL_TEST_REDIS_URL") else {
+    let Some(redis) = support::server_from_env("KCL_TEST_REDIS_URL") else {
         return;
     };
     let kinesis = EmbeddedKinesis::start(fast_options()).await.unwrap();

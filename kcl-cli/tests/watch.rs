@@ -37,10 +37,10 @@ async fn screen_until(bin: &str, socket: &str, what: &str, ok: impl Fn(&str) -> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_shows_the_leases_and_follows_them() {
-    let Some(redis) = support::server_var("KCL_TEST_REDIS_URL") else {
+    let Some(redis) = support::server_from_env("KCL_TEST_REDIS_URL") else {
         return;
     };
-    let Some(bin) = support::server_var("KCL_TEST_TMUX") else {
+    let Some(bin) = support::server_from_env("KCL_TEST_TMUX") else {
         return;
     };
     let app = support::unique("watch");

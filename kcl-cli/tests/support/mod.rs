@@ -15,6 +15,9 @@ use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 pub(crate) use kcl_core::testkit::kinesis::{
     EmbeddedKinesis, client, create_stream, fast_options, wait_active,
 };
+// A server variable; unset, the test skips (or fails under
+// `KCL_TEST_REQUIRE_SERVERS=1`).
+pub(crate) use kcl_core::testkit::server_from_env;
 use rustix::process::{Pid, Signal, kill_process};
 
 pub(crate) fn unique(prefix: &str) -> String {
@@ -95,7 +98,7 @@ impl ChildKind {
                 vec![("KCL_SAMPLE_OUT".into(), out.display().to_string())],
             )),
             ChildKind::Kclpy => {
-                let dir = server_var("KCL_TEST_KCLPY_DIR")?;
+                let dir = server_from_env("KCL_TEST_KCLPY_DIR")?;
                 Some((
                     // `-u`: each of the sample's stderr writes arrives whole.
                     format!("python3 -u {dir}/samples/sample_kclpy_app.py"),
@@ -103,7 +106,7 @@ impl ChildKind {
                 ))
             }
             ChildKind::Node => {
-                let path = server_var("KCL_TEST_AWS_KCL_NODE_PATH")?;
+                let path = server_from_env("KCL_TEST_AWS_KCL_NODE_PATH")?;
                 let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/node/processor.js");
                 Some((
                     format!("node {script}"),
@@ -113,21 +116,6 @@ impl ChildKind {
                     ],
                 ))
             }
-        }
-    }
-}
-
-/// A server variable; unset, the test skips (or fails under
-/// `KCL_TEST_REQUIRE_SERVERS=1`).
-pub(crate) fn server_var(name: &str) -> Option<String> {
-    match std::env::var(name) {
-        Ok(v) if !v.is_empty() => Some(v),
-        _ => {
-            if std::env::var("KCL_TEST_REQUIRE_SERVERS").as_deref() == Ok("1") {
-                panic!("{name} is not set and KCL_TEST_REQUIRE_SERVERS=1");
-            }
-            println!("skipping: {name} is not set (scripts/test-all.sh sets it)");
-            None
         }
     }
 }
