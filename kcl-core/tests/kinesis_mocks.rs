@@ -160,9 +160,8 @@ async fn a_batch_says_whether_it_holds_an_aggregate_and_reads_into_a_used_vector
             out
         })
         .build();
-    let it = iterator_rule("it-1");
-    let source = source(client(RuleMode::MatchAny, &[&it, &get_records])).await;
-    let mut reader = source
+    let mut reader = source_from(&[&iterator_rule("it-1"), &get_records])
+        .await
         .open_reader(&shard(), StartingPosition::TrimHorizon)
         .await
         .unwrap();

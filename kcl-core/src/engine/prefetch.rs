@@ -275,6 +275,11 @@ async fn end_of_vanished_shard(spec: &PrefetchSpec, tx: &mpsc::Sender<Prefetched
         .await;
 }
 
+/// The bytes a record holds against the prefetch bound.
+fn record_bytes(record: &Record) -> usize {
+    record.data.len() + record.partition_key.len()
+}
+
 /// One piece of a read, within the prefetch bounds.
 #[derive(Debug, Default)]
 struct Piece {
@@ -287,7 +292,7 @@ struct Piece {
 
 impl Piece {
     fn push(&mut self, record: Record) {
-        self.bytes += record.data.len() + record.partition_key.len();
+        self.bytes += record_bytes(&record);
         self.data_bytes += record.data.len() as u64;
         self.records.push(record);
     }
@@ -301,10 +306,7 @@ fn pieces(records: Vec<Record>, max_records: usize, max_bytes: usize) -> Vec<Pie
     // One pass over the batch for both counts: it may be megabytes of
     // records, more than the cache holds.
     let (bytes, data_bytes) = records.iter().fold((0, 0), |(bytes, data), r| {
-        (
-            bytes + r.data.len() + r.partition_key.len(),
-            data + r.data.len(),
-        )
+        (bytes + record_bytes(r), data + r.data.len())
     });
     if records.len() <= max_records && bytes <= max_bytes {
         // The common case: the batch as read, not copied.
@@ -317,7 +319,7 @@ fn pieces(records: Vec<Record>, max_records: usize, max_bytes: usize) -> Vec<Pie
     let mut out = Vec::new();
     let mut piece = Piece::default();
     for record in records {
-        let size = record.data.len() + record.partition_key.len();
+        let size = record_bytes(&record);
         if !piece.records.is_empty()
             && (piece.records.len() >= max_records || piece.bytes + size > max_bytes)
         {

@@ -169,26 +169,14 @@ async fn serve_connection(stream: TcpStream, store: Store) {
             } => (content_length, target),
             Head::Closed => return,
             Head::TooLarge => {
-                let _ = write_response(
-                    &mut write,
-                    431,
-                    Some("SerializationException".to_owned()),
-                    "{\"__type\":\"SerializationException\",\"message\":\"request head too large\"}",
-                )
-                .await;
+                refuse(&mut write, 431, "request head too large").await;
                 return;
             }
         };
         // A legal PutRecords is at most 5 MiB of data (base64 in JSON:
         // under 7 MiB); refuse more rather than allocate what a peer says.
         if content_length > MAX_BODY {
-            let _ = write_response(
-                &mut write,
-                413,
-                Some("SerializationException".to_owned()),
-                "{\"__type\":\"SerializationException\",\"message\":\"request body too large\"}",
-            )
-            .await;
+            refuse(&mut write, 413, "request body too large").await;
             return;
         }
         let mut body = vec![0u8; content_length];
@@ -222,6 +210,19 @@ async fn serve_connection(stream: TcpStream, store: Store) {
             return;
         }
     }
+}
+
+/// Answer a request the emulator will not read (the connection is closed
+/// after it).
+async fn refuse(write: &mut tokio::net::tcp::OwnedWriteHalf, status: u16, message: &str) {
+    let payload = format!("{{\"__type\":\"SerializationException\",\"message\":\"{message}\"}}");
+    let _ = write_response(
+        write,
+        status,
+        Some("SerializationException".to_owned()),
+        &payload,
+    )
+    .await;
 }
 
 async fn write_response(
